@@ -141,3 +141,11 @@ func IsInvalid(err error) bool {
 	var ce *CredentialError
 	return errors.As(err, &ce) || errors.Is(err, ErrNoProvider)
 }
+
+// ReadinessReporter is implemented by providers that depend on something
+// outside the process (an issuer's key set, STS). Ready returns nil when the
+// provider can verify credentials, or the reason it cannot. Readiness and
+// health endpoints report it; it never stops start-up.
+type ReadinessReporter interface {
+	Ready() error
+}
