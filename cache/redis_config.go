@@ -24,16 +24,16 @@ const (
 // Redis must never slow a Check, so the timeouts are tens of milliseconds and
 // a failing Redis is skipped by the breaker.
 const (
-	DefaultRedisKeyPrefix       = "authzd:"
-	DefaultRedisDialTimeout     = 200 * time.Millisecond
-	DefaultRedisReadTimeout     = 50 * time.Millisecond
-	DefaultRedisWriteTimeout    = 50 * time.Millisecond
-	DefaultRedisPoolSize        = 32
-	DefaultBreakerFailures      = 5
-	DefaultBreakerOpenFor       = 2 * time.Second
-	DefaultInvalidationPoll     = time.Second
-	defaultRedisMaxRedirects    = 3
-	defaultRedisTLSMinVersion   = tls.VersionTLS12
+	DefaultRedisKeyPrefix     = "authzd:"
+	DefaultRedisDialTimeout   = 200 * time.Millisecond
+	DefaultRedisReadTimeout   = 50 * time.Millisecond
+	DefaultRedisWriteTimeout  = 50 * time.Millisecond
+	DefaultRedisPoolSize      = 32
+	DefaultBreakerFailures    = 5
+	DefaultBreakerOpenFor     = 2 * time.Second
+	DefaultInvalidationPoll   = time.Second
+	defaultRedisMaxRedirects  = 3
+	defaultRedisTLSMinVersion = tls.VersionTLS12
 )
 
 // RedisConfig configures the shared Redis tier. The zero value (no addrs)
