@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
 	"github.com/authzd/authzd/cache"
+	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
 	"github.com/authzd/authzd/identity"
 	"github.com/authzd/authzd/rego"
 )

@@ -24,7 +24,7 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// HTTPListen serves /metrics, /healthz and /readyz. Default
 	// 127.0.0.1:9192; "off" disables it.
-	HTTPListen string `yaml:"http_listen"`
+	HTTPListen string         `yaml:"http_listen"`
 	TLS        TLSConfig      `yaml:"tls"`
 	Policy     rego.Config    `yaml:"policy"`
 	Identity   IdentityConfig `yaml:"identity"`
