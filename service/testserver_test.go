@@ -66,7 +66,7 @@ func baseConfig(t testing.TB, dir string) service.Config {
 	return service.Config{
 		Listen:     "127.0.0.1:0",
 		HTTPListen: "127.0.0.1:0",
-		Policy: regoConfig(policies),
+		Policy:     regoConfig(policies),
 		Identity: service.IdentityConfig{
 			APIKeys: service.APIKeysConfig{File: filepath.Join(dir, "apikeys.yaml"), ReloadInterval: 50 * time.Millisecond},
 		},
