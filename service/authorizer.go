@@ -45,6 +45,8 @@ type Authorizer struct {
 	decCache cache.Cache[*cachedDecision]
 	idFlight singleflight.Group
 	dcFlight singleflight.Group
+	// redis is the shared tier behind both caches; nil without Redis.
+	redis *redisTier
 
 	ids idGen
 }
@@ -547,14 +549,26 @@ func (a *Authorizer) finish(ctx context.Context, start time.Time, resp *authzdv1
 	a.declog.Log(context.WithoutCancel(ctx), e)
 }
 
-// FlushAll drops every cached identity and decision on this replica.
-func (a *Authorizer) FlushAll(ctx context.Context) {
+// FlushAll drops every cached identity and decision on this replica and,
+// with Redis, in Redis and on every other replica. The local caches are
+// cleared even when Redis fails; the error says the shared tier was not.
+func (a *Authorizer) FlushAll(ctx context.Context) error {
+	if a.redis != nil {
+		return a.redis.flushAll(ctx)
+	}
 	a.idCache.Clear(ctx)
 	a.decCache.Clear(ctx)
+	return nil
 }
 
-// FlushPrincipal drops the cached decisions and identities of one principal.
-func (a *Authorizer) FlushPrincipal(ctx context.Context, principalID string) int {
+// FlushPrincipal drops the cached decisions and identities of one principal
+// (with Redis: in Redis and on every replica). It reports how many local
+// entries it dropped here.
+func (a *Authorizer) FlushPrincipal(ctx context.Context, principalID string) (int, error) {
+	if a.redis != nil {
+		n := a.redis.idCache.DropLocalTag(principalID) + a.redis.decCache.DropLocalTag(principalID)
+		return n, a.redis.flushPrincipal(ctx, principalID)
+	}
 	n := 0
 	if m, ok := a.decCache.(*cache.Memory[*cachedDecision]); ok {
 		n += m.DeleteFunc(func(d *cachedDecision) bool { return d.principalID == principalID })
@@ -562,7 +576,7 @@ func (a *Authorizer) FlushPrincipal(ctx context.Context, principalID string) int
 	if m, ok := a.idCache.(*cache.Memory[*resolved]); ok {
 		n += m.DeleteFunc(func(r *resolved) bool { return r.principal != nil && r.principal.ID == principalID })
 	}
-	return n
+	return n, nil
 }
 
 // idGen makes decision ids: a random per-process prefix and a counter, so

@@ -81,6 +81,9 @@ type CacheConfig struct {
 	// DecisionTTL is the default lifetime of a cached decision. Default
 	// 60s; a negative value disables the decision cache.
 	DecisionTTL time.Duration `yaml:"decision_ttl"`
+	// Redis, when addrs is set, puts a shared Redis tier behind the memory
+	// caches, so replicas share identities and decisions and see flushes.
+	Redis cache.RedisConfig `yaml:"redis"`
 }
 
 // Limits bound what a request may carry.
@@ -139,6 +142,9 @@ func (c Config) WithDefaults() Config {
 	if c.Cache.DecisionTTL == 0 {
 		c.Cache.DecisionTTL = DefaultDecisionTTL
 	}
+	if c.Cache.Redis.Enabled() {
+		c.Cache.Redis = c.Cache.Redis.WithDefaults()
+	}
 	l := &c.Limits
 	if l.MaxContextBytes == 0 {
 		l.MaxContextBytes = 64 << 10
@@ -193,6 +199,10 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("shutdown_timeout: must not be negative")
+	}
+	if err := c.Cache.Redis.Validate(); err != nil {
+		// RedisConfig names keys relative to its section.
+		return fmt.Errorf("cache.%w", err)
 	}
 	return nil
 }
@@ -284,4 +294,7 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)
 	abs(&c.Identity.APIKeys.File)
+	abs(&c.Cache.Redis.TLS.CAFile)
+	abs(&c.Cache.Redis.TLS.CertFile)
+	abs(&c.Cache.Redis.TLS.KeyFile)
 }

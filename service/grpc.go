@@ -38,10 +38,17 @@ type adminServer struct {
 
 func (s *adminServer) FlushCache(ctx context.Context, req *authzdv1.FlushCacheRequest) (*authzdv1.FlushCacheResponse, error) {
 	if id := req.GetPrincipalId(); id != "" {
-		n := s.a.FlushPrincipal(ctx, id)
+		n, err := s.a.FlushPrincipal(ctx, id)
+		if err != nil {
+			s.log.Error("cache flush for principal did not reach Redis", "principal", id, "error", err)
+			return nil, status.Error(codes.Unavailable, "local cache flushed; the shared Redis cache could not be flushed, retry")
+		}
 		s.log.Info("cache flushed for principal", "principal", id, "entries", n)
 	} else {
-		s.a.FlushAll(ctx)
+		if err := s.a.FlushAll(ctx); err != nil {
+			s.log.Error("cache flush did not reach Redis", "error", err)
+			return nil, status.Error(codes.Unavailable, "local cache flushed; the shared Redis cache could not be flushed, retry")
+		}
 		s.log.Info("cache flushed")
 	}
 	return &authzdv1.FlushCacheResponse{}, nil

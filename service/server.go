@@ -63,6 +63,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		metrics: newMetrics(), health: health.NewServer(), mux: http.NewServeMux(),
 	}
 	s.auth = newAuthorizer(cfg, engine, providers.chain, log, s.metrics)
+	if cfg.Cache.Redis.Enabled() {
+		if _, err := newRedisTier(cfg.Cache.Redis, s.auth, cfg.Cache.Memory, log, s.metrics); err != nil {
+			return nil, err
+		}
+	}
 
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authzdv1.AuthorizationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -191,6 +196,9 @@ func (s *Server) Serve(ctx context.Context, gl, hl net.Listener) error {
 	if s.tls != nil {
 		goRun(s.tls.run)
 	}
+	if s.auth.redis != nil {
+		goRun(s.auth.redis.run)
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(gl) }()
@@ -230,6 +238,9 @@ func (s *Server) Serve(ctx context.Context, gl, hl net.Listener) error {
 	wg.Wait()
 	for _, c := range s.providers.closers {
 		c()
+	}
+	if s.auth.redis != nil {
+		s.auth.redis.close()
 	}
 	if serveErr != nil && !errors.Is(serveErr, grpc.ErrServerStopped) && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr

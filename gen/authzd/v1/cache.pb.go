@@ -104,11 +104,10 @@ type CachedDecision struct {
 	// Headers the policy asks the caller to add to the upstream request.
 	Headers map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The id of the principal the decision was made for; empty when anonymous.
-	PrincipalId string `protobuf:"bytes,4,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
-	// The revision of the policy set that decided.
-	PolicyRevision string `protobuf:"bytes,5,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// It lets a per-principal flush find the entry.
+	PrincipalId   string `protobuf:"bytes,4,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CachedDecision) Reset() {
@@ -169,13 +168,6 @@ func (x *CachedDecision) GetPrincipalId() string {
 	return ""
 }
 
-func (x *CachedDecision) GetPolicyRevision() string {
-	if x != nil {
-		return x.PolicyRevision
-	}
-	return ""
-}
-
 var File_authzd_v1_cache_proto protoreflect.FileDescriptor
 
 const file_authzd_v1_cache_proto_rawDesc = "" +
@@ -185,13 +177,12 @@ const file_authzd_v1_cache_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\v2\x14.authzd.v1.PrincipalR\tprincipal\x12+\n" +
 	"\x12expires_at_unix_ms\x18\x02 \x01(\x03R\x0fexpiresAtUnixMs\x12%\n" +
 	"\x0eerror_provider\x18\x03 \x01(\tR\rerrorProvider\x12!\n" +
-	"\ferror_reason\x18\x04 \x01(\tR\verrorReason\"\x8e\x02\n" +
+	"\ferror_reason\x18\x04 \x01(\tR\verrorReason\"\xe5\x01\n" +
 	"\x0eCachedDecision\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12@\n" +
 	"\aheaders\x18\x03 \x03(\v2&.authzd.v1.CachedDecision.HeadersEntryR\aheaders\x12!\n" +
-	"\fprincipal_id\x18\x04 \x01(\tR\vprincipalId\x12'\n" +
-	"\x0fpolicy_revision\x18\x05 \x01(\tR\x0epolicyRevision\x1a:\n" +
+	"\fprincipal_id\x18\x04 \x01(\tR\vprincipalId\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B1Z/github.com/authzd/authzd/gen/authzd/v1;authzdv1b\x06proto3"

@@ -1,0 +1,199 @@
+package service_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/authzd/authzd/cache"
+	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
+	"github.com/authzd/authzd/internal/redistest"
+	"github.com/authzd/authzd/service"
+)
+
+// redisPair starts two authzd replicas that share one Redis, one key file
+// and one policy directory.
+func redisPair(t *testing.T, addr string, edit func(*service.Config)) (a, b *testServer) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := baseConfig(t, dir)
+	cfg.Cache.Redis = cache.RedisConfig{
+		Addrs: []string{addr}, KeyPrefix: "e2e:",
+		// Generous for a loaded CI machine; the breaker test sets its own.
+		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, DialTimeout: 500 * time.Millisecond,
+		InvalidationPoll: 100 * time.Millisecond,
+		Breaker:          cache.BreakerConfig{Failures: 3, OpenFor: 100 * time.Millisecond},
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	a = startServer(t, filepath.Join(dir, "a"), cfg)
+	b = startServer(t, filepath.Join(dir, "b"), cfg)
+	return a, b
+}
+
+func check(t *testing.T, ts *testServer, key, action, docID string) *authzdv1.CheckResponse {
+	t.Helper()
+	resp, err := ts.client.Check(context.Background(), &authzdv1.CheckRequest{Credentials: apiKeyCreds(key), Action: action, Resource: doc(docID)})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+func admin(ts *testServer) authzdv1.AdminServiceClient {
+	return authzdv1.NewAdminServiceClient(ts.conn)
+}
+
+// TestRedisSharedCache: a decision computed by one replica is served from
+// the shared cache by the other; flushes reach both.
+func TestRedisSharedCache(t *testing.T) {
+	rs := redistest.Start(t)
+	a, b := redisPair(t, rs.Addr, nil)
+	reader, _ := a.newKey(t, "reader-app", []string{"read"}, 0)
+	writer, _ := a.newKey(t, "writer-app", []string{"read", "write"}, 0)
+	// The key file is shared; wait until both replicas loaded it.
+	for _, ts := range []*testServer{a, b} {
+		eventually(t, "replica loads the keys", func() bool { return check(t, ts, writer, "documents:read", "0").Allowed })
+	}
+
+	first := check(t, a, reader, "documents:read", "1")
+	if !first.Allowed || first.Cached {
+		t.Fatalf("replica a first check = allowed %v cached %v; want a fresh allow", first.Allowed, first.Cached)
+	}
+	fromB := check(t, b, reader, "documents:read", "1")
+	if !fromB.Allowed || !fromB.Cached {
+		t.Fatalf("replica b = allowed %v cached %v; want the decision a cached in Redis", fromB.Allowed, fromB.Cached)
+	}
+	if fromB.PolicyRevision != first.PolicyRevision {
+		t.Fatalf("revisions differ: %s vs %s", first.PolicyRevision, fromB.PolicyRevision)
+	}
+	// Denials are shared too, with their reasons.
+	deny := check(t, a, reader, "documents:delete", "1")
+	denyB := check(t, b, reader, "documents:delete", "1")
+	if deny.Allowed || denyB.Allowed || !denyB.Cached || len(denyB.Reasons) == 0 || denyB.Reasons[0] != deny.Reasons[0] {
+		t.Fatalf("shared deny: a=%v b=%v", deny, denyB)
+	}
+
+	// Flush one principal on b: both replicas recompute that principal's
+	// decisions, the other principal's stay cached.
+	check(t, b, writer, "documents:write", "1") // b computes, Redis stores
+	if r := check(t, a, writer, "documents:write", "1"); !r.Cached {
+		t.Fatal("writer decision not shared before the flush")
+	}
+	if _, err := admin(b).FlushCache(context.Background(), &authzdv1.FlushCacheRequest{PrincipalId: "reader-app"}); err != nil {
+		t.Fatalf("FlushCache(principal): %v", err)
+	}
+	eventually(t, "replica a drops reader-app's decisions", func() bool {
+		return !check(t, a, reader, "documents:read", "1").Cached
+	})
+	if r := check(t, b, reader, "documents:delete", "1"); r.Cached {
+		t.Fatal("flushed principal's decision still cached on b")
+	}
+	if r := check(t, a, writer, "documents:write", "1"); !r.Cached {
+		t.Fatal("flushing reader-app dropped writer-app's decision")
+	}
+
+	// Flush everything from a: nothing is cached anywhere afterwards.
+	if _, err := admin(a).FlushCache(context.Background(), &authzdv1.FlushCacheRequest{}); err != nil {
+		t.Fatalf("FlushCache(all): %v", err)
+	}
+	eventually(t, "replica b drops everything", func() bool {
+		return !check(t, b, writer, "documents:write", "1").Cached
+	})
+	// b just recomputed and stored it again under the new generation; a
+	// reads that, not an old entry.
+	if r := check(t, a, writer, "documents:write", "1"); !r.Cached || !r.Allowed {
+		t.Fatalf("after flush-all, a = %v; want b's fresh decision from Redis", r)
+	}
+}
+
+// TestRedisFailureDuringChecks kills Redis under a steady stream of checks:
+// no check fails or changes its answer; Redis is used again after a restart.
+func TestRedisFailureDuringChecks(t *testing.T) {
+	rs := redistest.Start(t)
+	a, b := redisPair(t, rs.Addr, func(c *service.Config) {
+		c.Cache.Redis.ReadTimeout, c.Cache.Redis.WriteTimeout = 100*time.Millisecond, 100*time.Millisecond
+	})
+	reader, _ := a.newKey(t, "reader-app", []string{"read"}, 0)
+	eventually(t, "replica a loads the key", func() bool { return check(t, a, reader, "documents:read", "0").Allowed })
+	eventually(t, "replica b loads the key", func() bool { return check(t, b, reader, "documents:read", "0").Allowed })
+
+	var (
+		stop            atomic.Bool
+		total, failures atomic.Int64
+		wg              sync.WaitGroup
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				// Distinct resources: a mix of cache hits and misses that
+				// must go to Redis (or be skipped).
+				id := string(rune('a'+w)) + string(rune('0'+i%50))
+				resp, err := a.client.Check(context.Background(), &authzdv1.CheckRequest{Credentials: apiKeyCreds(reader), Action: "documents:read", Resource: doc(id)})
+				total.Add(1)
+				if err != nil || !resp.Allowed {
+					failures.Add(1)
+					t.Errorf("check during Redis outage: %v %v", resp, err)
+				}
+			}
+		})
+	}
+	waitN := func(n int64) {
+		start := total.Load()
+		eventually(t, "checks flowing", func() bool { return total.Load() >= start+n })
+	}
+	waitN(200)
+	rs.Kill()
+	waitN(500)
+	st, _ := a.srv.RedisStats()
+	if st.Errors == 0 || st.Skipped == 0 {
+		t.Errorf("breaker stats during the outage = %+v; want errors and skipped calls counted", st)
+	}
+	rs.Restart()
+	eventually(t, "replica a writes to Redis again", func() bool {
+		st, _ := a.srv.RedisStats()
+		return st.State == cache.BreakerClosed && check(t, a, reader, "documents:read", "after-restart").Allowed
+	})
+	waitN(200)
+	stop.Store(true)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d checks failed while Redis was down", failures.Load(), total.Load())
+	}
+	// A decision computed on a after the restart is served by b from Redis.
+	eventually(t, "b reads a's new decision from Redis", func() bool {
+		check(t, a, reader, "documents:read", "post-restart-shared")
+		return check(t, b, reader, "documents:read", "post-restart-shared").Cached
+	})
+	t.Logf("%d checks, 0 failed; breaker %+v", total.Load(), st)
+}
+
+// TestRedisConfigInService checks a bad Redis section stops start-up with
+// a message naming the key.
+func TestRedisConfigInService(t *testing.T) {
+	_, err := service.ParseConfig([]byte("policy:\n  paths: [p]\ncache:\n  redis:\n    addrs: [\"a:1\", \"b:2\"]\n    db: 3\n    cluster: true\n"), t.TempDir())
+	if err == nil || !containsAll(err.Error(), "cache.redis.db") {
+		t.Fatalf("error = %v; want one naming cache.redis.db", err)
+	}
+	cfg, err := service.ParseConfig([]byte("policy:\n  paths: [p]\ncache:\n  redis:\n    addrs: [\"127.0.0.1:6390\"]\n    key_prefix: \"x:\"\n"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cache.Redis.ReadTimeout != cache.DefaultRedisReadTimeout || cfg.Cache.Redis.KeyPrefix != "x:" {
+		t.Fatalf("redis defaults not applied: %+v", cfg.Cache.Redis)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
