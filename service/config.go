@@ -69,7 +69,12 @@ type IdentityConfig struct {
 
 // APIKeysConfig configures the API-key provider.
 type APIKeysConfig struct {
-	// File is the YAML key file (hashes only). Empty disables API keys.
+	// Store is where key records live: "file" (default) or "redis" (the
+	// connection of cache.redis), so every replica shares the keys and a
+	// revocation reaches all of them within a second.
+	Store string `yaml:"store"`
+	// File is the YAML key file (hashes only). Empty disables API keys
+	// when store is "file".
 	File string `yaml:"file"`
 	// ReloadInterval is how often the file is checked. Default 500ms.
 	ReloadInterval time.Duration `yaml:"reload_interval"`
@@ -104,6 +109,12 @@ type Limits struct {
 type DecisionLogConfig struct {
 	Enabled bool `yaml:"enabled"`
 }
+
+// API key stores.
+const (
+	APIKeyStoreFile  = "file"
+	APIKeyStoreRedis = "redis"
+)
 
 // Defaults.
 const (
@@ -182,6 +193,15 @@ func (c Config) Validate() error {
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return err
+	}
+	switch c.Identity.APIKeys.Store {
+	case "", APIKeyStoreFile:
+	case APIKeyStoreRedis:
+		if !c.Cache.Redis.Enabled() {
+			return errors.New("identity.api_keys.store: redis needs cache.redis.addrs (the keys use the cache's Redis connection)")
+		}
+	default:
+		return fmt.Errorf("identity.api_keys.store: %q is not file or redis", c.Identity.APIKeys.Store)
 	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {
 		return errors.New("identity.cache_ttl and identity.negative_ttl must not be negative")

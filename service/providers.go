@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/authzd/authzd/cache"
 	"github.com/authzd/authzd/identity"
 	"github.com/authzd/authzd/identity/apikey"
 )
@@ -17,6 +18,8 @@ type providerSet struct {
 	runners  []func(ctx context.Context)
 	closers  []func()
 	apiStore *apikey.FileStore
+	// redisKeys is set when API keys live in Redis.
+	redisKeys *apikey.RedisStore
 }
 
 // buildProviders constructs the identity chain in priority order. Each
@@ -25,7 +28,16 @@ func buildProviders(ctx context.Context, cfg Config, log *slog.Logger) (*provide
 	ps := &providerSet{}
 	var providers []identity.Provider
 
-	if f := cfg.Identity.APIKeys.File; f != "" {
+	if cfg.Identity.APIKeys.Store == APIKeyStoreRedis {
+		store, closeStore, err := OpenRedisKeyStore(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		ps.redisKeys = store
+		ps.runners = append(ps.runners, store.Watch)
+		ps.closers = append(ps.closers, closeStore)
+		providers = append(providers, apikey.NewProvider("apikey", store))
+	} else if f := cfg.Identity.APIKeys.File; f != "" {
 		store, err := apikey.OpenFile(f, log)
 		if err != nil {
 			return nil, fmt.Errorf("identity.api_keys.file: %w", err)
@@ -38,4 +50,16 @@ func buildProviders(ctx context.Context, cfg Config, log *slog.Logger) (*provide
 
 	ps.chain = identity.NewChain(providers...)
 	return ps, nil
+}
+
+// OpenRedisKeyStore opens the Redis API-key store on the connection
+// configured in cache.redis (its own pool), for the server and the CLI.
+func OpenRedisKeyStore(cfg Config, log *slog.Logger) (*apikey.RedisStore, func(), error) {
+	rc := cfg.Cache.Redis.WithDefaults()
+	client, err := cache.NewUniversalClient(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity.api_keys.store: %w", err)
+	}
+	store := apikey.NewRedisStore(client, apikey.RedisStoreOptions{Prefix: rc.KeyPrefix, Logger: log})
+	return store, func() { _ = client.Close() }, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -12,13 +13,47 @@ import (
 	"github.com/authzd/authzd/service"
 )
 
-// keyFileFlags finds the key file from --file or from the config.
-type keyFileFlags struct{ file, config string }
+// keyFileFlags finds the key file from --file or from the config, or the
+// Redis store with --redis (or identity.api_keys.store: redis in the config).
+type keyFileFlags struct {
+	file, config string
+	redis        bool
+}
 
 func (k *keyFileFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.file, "file", "", "API key file (default: identity.api_keys.file of --config)")
 	fs.StringVar(&k.config, "config", envOr("AUTHZD_CONFIG", ""), "config file to read identity.api_keys.file from (env AUTHZD_CONFIG)")
+	fs.BoolVar(&k.redis, "redis", false, "manage the keys in Redis (connection from cache.redis of --config)")
 }
+
+// redisStore opens the Redis key store when --redis is given or the config
+// says identity.api_keys.store: redis. ok is false for the file store.
+func (k *keyFileFlags) redisStore() (store *apikey.RedisStore, closeFn func(), ok bool, err error) {
+	if k.file != "" && !k.redis {
+		return nil, nil, false, nil
+	}
+	if k.config == "" {
+		if k.redis {
+			return nil, nil, false, fmt.Errorf("--redis needs --config (for cache.redis)")
+		}
+		return nil, nil, false, nil
+	}
+	cfg, err := service.LoadConfig(k.config)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if !k.redis && cfg.Identity.APIKeys.Store != service.APIKeyStoreRedis {
+		return nil, nil, false, nil
+	}
+	if !cfg.Cache.Redis.Enabled() {
+		return nil, nil, false, fmt.Errorf("%s: cache.redis.addrs is not set", k.config)
+	}
+	store, closeFn, err = service.OpenRedisKeyStore(cfg, nil)
+	return store, closeFn, err == nil, err
+}
+
+// cliTimeout bounds one CLI call to Redis.
+const cliTimeout = 10 * time.Second
 
 func (k *keyFileFlags) path() (string, error) {
 	if k.file != "" {
@@ -56,12 +91,29 @@ func cmdAPIKey(args []string, stdout, stderr io.Writer) int {
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
-		path, err := kf.path()
-		if err != nil {
+		var (
+			key string
+			rec *apikey.Record
+		)
+		store, closeStore, isRedis, err := kf.redisStore()
+		switch {
+		case err != nil:
 			fmt.Fprintf(stderr, "authzd apikey create: %v\n", err)
 			return 2
+		case isRedis:
+			defer closeStore()
+			ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+			defer cancel()
+			key, rec, err = store.Create(ctx, *owner, splitList(*scopes), *ttl, *desc)
+		default:
+			var path string
+			path, err = kf.path()
+			if err != nil {
+				fmt.Fprintf(stderr, "authzd apikey create: %v\n", err)
+				return 2
+			}
+			key, rec, err = apikey.Create(path, *owner, splitList(*scopes), *ttl, *desc)
 		}
-		key, rec, err := apikey.Create(path, *owner, splitList(*scopes), *ttl, *desc)
 		if err != nil {
 			fmt.Fprintf(stderr, "authzd apikey create: %v\n", err)
 			return 2
@@ -73,12 +125,21 @@ func cmdAPIKey(args []string, stdout, stderr io.Writer) int {
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
-		path, err := kf.path()
-		if err != nil {
-			fmt.Fprintf(stderr, "authzd apikey list: %v\n", err)
-			return 2
+		f := &apikey.File{}
+		store, closeStore, isRedis, err := kf.redisStore()
+		switch {
+		case err != nil:
+		case isRedis:
+			defer closeStore()
+			ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+			defer cancel()
+			f.Keys, err = store.List(ctx)
+		default:
+			var path string
+			if path, err = kf.path(); err == nil {
+				f, err = apikey.ReadFile(path)
+			}
 		}
-		f, err := apikey.ReadFile(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "authzd apikey list: %v\n", err)
 			return 2
@@ -107,12 +168,21 @@ func cmdAPIKey(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "authzd apikey revoke: give exactly one key id")
 			return 2
 		}
-		path, err := kf.path()
-		if err != nil {
-			fmt.Fprintf(stderr, "authzd apikey revoke: %v\n", err)
-			return 2
+		var rec *apikey.Record
+		store, closeStore, isRedis, err := kf.redisStore()
+		switch {
+		case err != nil:
+		case isRedis:
+			defer closeStore()
+			ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+			defer cancel()
+			rec, err = store.Revoke(ctx, fs.Arg(0))
+		default:
+			var path string
+			if path, err = kf.path(); err == nil {
+				rec, err = apikey.Revoke(path, fs.Arg(0))
+			}
 		}
-		rec, err := apikey.Revoke(path, fs.Arg(0))
 		if err != nil {
 			fmt.Fprintf(stderr, "authzd apikey revoke: %v\n", err)
 			return 2

@@ -1,0 +1,378 @@
+package apikey
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisStoreOptions configures a RedisStore.
+type RedisStoreOptions struct {
+	// Prefix starts every key and the channel, e.g. "authzd:".
+	Prefix string
+	// CacheTTL is how long a record read from Redis is kept in memory.
+	// Revocations drop it at once (pub/sub, and a poll of the revocation
+	// counter as a safety net), so this only bounds reads while Redis is
+	// unreachable. Default 30s.
+	CacheTTL time.Duration
+	// NegativeTTL is how long an unknown id is remembered, so a flood of
+	// made-up keys costs one Redis read per id. Creating a key clears it
+	// on every replica. Default 1s.
+	NegativeTTL time.Duration
+	// Poll is how often the revocation counter is re-read, in case a
+	// pub/sub message was lost. Default 1s.
+	Poll time.Duration
+	// Timeout bounds administrative calls (create, list, revoke) and the
+	// poll. Lookups use the caller's context and the client's timeouts.
+	// Default 2s.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// RedisStore keeps key records in Redis, so every replica shares the same
+// keys. Like the file store it holds hashes only.
+//
+// Layout under the prefix (one hash tag, so every key lives in one Cluster
+// slot and a list is one MGET-like read):
+//
+//	<prefix>{apikeys}:key:<id>     hash: "record" (JSON), "revoked_at" (RFC 3339)
+//	<prefix>{apikeys}:ids          set of every id
+//	<prefix>{apikeys}:revocations  counter, incremented by every revocation
+//	<prefix>apikeys:changed        pub/sub channel: the id of a created or revoked key
+//
+// Each replica keeps records it has read in memory. A revocation is a write
+// to Redis, an INCR of the counter and a message on the channel: every
+// replica drops that record on the message, and drops all records when it
+// sees the counter move (polled every second) or when its subscription is
+// re-established, so a revocation is seen everywhere within about a second
+// even if a message is lost.
+type RedisStore struct {
+	client  redis.UniversalClient
+	base    string
+	idsKey  string
+	revKey  string
+	channel string
+	opts    RedisStoreOptions
+	now     func() time.Time
+
+	mu      sync.RWMutex
+	local   map[string]localRecord
+	lastRev atomic.Int64
+	revSeen atomic.Bool
+
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+type localRecord struct {
+	rec *Record // nil: not found
+	exp time.Time
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a store in client. Call Watch to receive
+// revocations from other replicas.
+func NewRedisStore(client redis.UniversalClient, opts RedisStoreOptions) *RedisStore {
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 30 * time.Second
+	}
+	if opts.NegativeTTL <= 0 {
+		opts.NegativeTTL = time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	base := opts.Prefix + "{apikeys}:"
+	return &RedisStore{
+		client: client, base: base, idsKey: base + "ids", revKey: base + "revocations",
+		channel: opts.Prefix + "apikeys:changed", opts: opts, now: time.Now,
+		local: make(map[string]localRecord), ready: make(chan struct{}),
+	}
+}
+
+func (s *RedisStore) recordKey(id string) string { return s.base + "key:" + id }
+
+// storedRecord is the JSON form of a record in Redis. The revocation time
+// is a separate hash field, so revoking never rewrites the record.
+type storedRecord struct {
+	ID          string    `json:"id"`
+	Hash        string    `json:"hash"`
+	Owner       string    `json:"owner"`
+	Scopes      []string  `json:"scopes,omitempty"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+}
+
+// decodeRecord reads a record from its Redis hash fields. The bytes come
+// from Redis, so everything is checked.
+func decodeRecord(id string, fields map[string]string) (*Record, error) {
+	raw, ok := fields["record"]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	var sr storedRecord
+	if err := json.Unmarshal([]byte(raw), &sr); err != nil {
+		return nil, fmt.Errorf("api key %s: stored record is not valid JSON", id)
+	}
+	if sr.ID != id {
+		return nil, fmt.Errorf("api key %s: stored record has id %q", id, sr.ID)
+	}
+	r := &Record{ID: sr.ID, Hash: sr.Hash, Owner: sr.Owner, Scopes: sr.Scopes, Description: sr.Description, CreatedAt: sr.CreatedAt, ExpiresAt: sr.ExpiresAt}
+	if v, ok := fields["revoked_at"]; ok {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			// Unreadable revocation: treat the key as revoked now.
+			t = time.Unix(0, 0)
+		}
+		r.RevokedAt = t
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Lookup returns the record with id: from memory when this replica read it
+// recently and no revocation happened since, else with one Redis read.
+func (s *RedisStore) Lookup(ctx context.Context, id string) (*Record, error) {
+	now := s.now()
+	s.mu.RLock()
+	l, ok := s.local[id]
+	s.mu.RUnlock()
+	if ok && now.Before(l.exp) {
+		if l.rec == nil {
+			return nil, ErrNotFound
+		}
+		return l.rec, nil
+	}
+	fields, err := s.client.HGetAll(ctx, s.recordKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("api key store: %w", err)
+	}
+	rec, err := decodeRecord(id, fields)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.remember(id, nil, now.Add(s.opts.NegativeTTL))
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, err
+	}
+	s.remember(id, rec, now.Add(s.opts.CacheTTL))
+	return rec, nil
+}
+
+func (s *RedisStore) remember(id string, rec *Record, exp time.Time) {
+	s.mu.Lock()
+	s.local[id] = localRecord{rec: rec, exp: exp}
+	s.mu.Unlock()
+}
+
+func (s *RedisStore) forget(id string) {
+	s.mu.Lock()
+	delete(s.local, id)
+	s.mu.Unlock()
+}
+
+func (s *RedisStore) forgetAll() {
+	s.mu.Lock()
+	clear(s.local)
+	s.mu.Unlock()
+}
+
+// Create generates a key for owner, stores its hash, and returns the key
+// (to be shown once) with its record.
+func (s *RedisStore) Create(ctx context.Context, owner string, scopes []string, ttl time.Duration, description string) (string, *Record, error) {
+	owner = strings.TrimSpace(owner)
+	if owner == "" {
+		return "", nil, errors.New("--owner is required")
+	}
+	key, id, err := Generate()
+	if err != nil {
+		return "", nil, err
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	rec := &Record{ID: id, Hash: Hash(key), Owner: owner, Scopes: scopes, Description: description, CreatedAt: now}
+	if ttl > 0 {
+		rec.ExpiresAt = now.Add(ttl)
+	}
+	if err := rec.Validate(); err != nil {
+		return "", nil, err
+	}
+	b, err := json.Marshal(storedRecord{ID: rec.ID, Hash: rec.Hash, Owner: rec.Owner, Scopes: rec.Scopes, Description: rec.Description, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt})
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	created, err := s.client.HSetNX(ctx, s.recordKey(id), "record", b).Result()
+	if err != nil {
+		return "", nil, fmt.Errorf("api key store: %w", err)
+	}
+	if !created {
+		return "", nil, errors.New("api key id collision; try again")
+	}
+	if err := s.client.SAdd(ctx, s.idsKey, id).Err(); err != nil {
+		return "", nil, fmt.Errorf("api key store: %w", err)
+	}
+	// Replicas that looked this id up before may remember "not found".
+	s.forget(id)
+	if err := s.client.Publish(ctx, s.channel, id).Err(); err != nil {
+		s.opts.Logger.Warn("api key created; notifying replicas failed (they will see it within negative_ttl)", "id", id, "error", err)
+	}
+	return key, rec, nil
+}
+
+// Revoke marks the key with id as revoked and tells every replica.
+func (s *RedisStore) Revoke(ctx context.Context, id string) (*Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	k := s.recordKey(id)
+	n, err := s.client.Exists(ctx, k).Result()
+	if err != nil {
+		return nil, fmt.Errorf("api key store: %w", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("api key %s: %w", id, ErrNotFound)
+	}
+	now := s.now().UTC()
+	// HSETNX keeps the first revocation time; the counter and the message
+	// make every replica drop its copy.
+	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSetNX(ctx, k, "revoked_at", now.Format(time.RFC3339Nano))
+		p.Incr(ctx, s.revKey)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("api key store: %w", err)
+	}
+	s.forget(id)
+	if err := s.client.Publish(ctx, s.channel, id).Err(); err != nil {
+		s.opts.Logger.Warn("api key revoked; pub/sub notification failed, replicas will see it on their next poll", "id", id, "error", err)
+	}
+	fields, err := s.client.HGetAll(ctx, k).Result()
+	if err != nil {
+		return nil, fmt.Errorf("api key store: %w", err)
+	}
+	return decodeRecord(id, fields)
+}
+
+// List returns every record, oldest first.
+func (s *RedisStore) List(ctx context.Context) ([]*Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	ids, err := s.client.SMembers(ctx, s.idsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("api key store: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	if _, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, s.recordKey(id))
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("api key store: %w", err)
+	}
+	out := make([]*Record, 0, len(ids))
+	for i, id := range ids {
+		rec, err := decodeRecord(id, cmds[i].Val())
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Ready is closed once Watch's subscription is confirmed.
+func (s *RedisStore) Ready() <-chan struct{} { return s.ready }
+
+// Watch receives created and revoked ids from every replica and polls the
+// revocation counter, until ctx ends.
+func (s *RedisStore) Watch(ctx context.Context) {
+	ps := s.client.Subscribe(ctx, s.channel)
+	defer ps.Close()
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(time.Second))
+	t := time.NewTicker(s.opts.Poll)
+	defer t.Stop()
+	s.poll(ctx)
+	subscribed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.poll(ctx)
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch msg := msg.(type) {
+			case *redis.Subscription:
+				if msg.Kind != "subscribe" {
+					continue
+				}
+				if subscribed {
+					// Messages may have been lost while disconnected.
+					s.opts.Logger.Warn("api key store: resubscribed; dropping cached records")
+					s.forgetAll()
+				}
+				subscribed = true
+				s.readyOnce.Do(func() { close(s.ready) })
+			case *redis.Message:
+				if _, err := Parse(Prefix + msg.Payload + "_" + strings.Repeat("a", secretLen)); err != nil {
+					s.opts.Logger.Warn("api key store: ignoring malformed message", "channel", s.channel)
+					continue
+				}
+				s.forget(msg.Payload)
+			}
+		}
+	}
+}
+
+// poll drops every cached record when the revocation counter moved.
+func (s *RedisStore) poll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	v, err := s.client.Get(ctx, s.revKey).Result()
+	if errors.Is(err, redis.Nil) {
+		v, err = "0", nil
+	}
+	if err != nil {
+		return
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return
+	}
+	if old := s.lastRev.Swap(n); old != n && s.revSeen.Load() {
+		s.forgetAll()
+	}
+	s.revSeen.Store(true)
+}
