@@ -56,30 +56,60 @@ func (g *Generation) Observe(n uint64) bool {
 	}
 }
 
+// refreshScript returns max(stored, ARGV[1]) and stores it. A Redis that
+// restarted without persistence has lost the generation; the replicas
+// still know it and write it back, so a later bump is news to all of them.
+var refreshScript = redis.NewScript(`
+local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local known = tonumber(ARGV[1])
+if v < known then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return tostring(v)
+`)
+
+// bumpScript stores and returns max(stored, ARGV[1]) + 1.
+var bumpScript = redis.NewScript(`
+local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local known = tonumber(ARGV[1])
+if v < known then v = known end
+v = v + 1
+redis.call('SET', KEYS[1], tostring(v))
+return tostring(v)
+`)
+
+func (g *Generation) run(ctx context.Context, s *redis.Script) (uint64, error) {
+	cur, _ := g.Current()
+	res, err := s.Run(ctx, g.client, []string{g.key}, strconv.FormatUint(cur, 10)).Text()
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(res, 10, 64)
+	if err != nil {
+		return 0, errors.New("cache: flush generation in Redis is not a number")
+	}
+	return n, nil
+}
+
 // Refresh reads the generation from Redis; it reports whether it changed.
 func (g *Generation) Refresh(ctx context.Context) (bool, error) {
-	s, err := g.client.Get(ctx, g.key).Result()
-	if errors.Is(err, redis.Nil) {
-		s, err = "0", nil
-	}
+	n, err := g.run(ctx, refreshScript)
 	if err != nil {
 		return false, err
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return false, errors.New("cache: flush generation in Redis is not a number")
 	}
 	wasLoaded := g.loaded.Load()
 	return g.Observe(n) && wasLoaded, nil
 }
 
-// Bump increments the generation in Redis, which makes every entry
-// unreachable for every replica that has seen the new value.
+// Bump raises the generation in Redis past every value this replica has
+// seen, which makes every entry unreachable for every replica that sees
+// the new value.
 func (g *Generation) Bump(ctx context.Context) (uint64, error) {
-	n, err := g.client.Incr(ctx, g.key).Result()
+	n, err := g.run(ctx, bumpScript)
 	if err != nil {
 		return 0, err
 	}
-	g.Observe(uint64(n))
-	return uint64(n), nil
+	g.Observe(n)
+	return n, nil
 }
