@@ -107,6 +107,15 @@ func backends(t *testing.T) map[string]func(t *testing.T) (cache.Cache[entry], t
 			r := cache.NewRedis(newClient(t, cfg), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "conf", Tag: entryTag})
 			return r, redisTagFlusher{r}
 		},
+		"redis-sentinel": func(t *testing.T) (cache.Cache[entry], tagFlusher) {
+			master := redistest.Start(t)
+			sentinel := redistest.StartSentinel(t, master, "authzd-master")
+			cfg := testRedisConfig(sentinel.Addr)
+			cfg.MasterName = "authzd-master"
+			cfg.DB = 2
+			r := cache.NewRedis(newClient(t, cfg), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "conf", Tag: entryTag})
+			return r, redisTagFlusher{r}
+		},
 		"tiered": func(t *testing.T) (cache.Cache[entry], tagFlusher) {
 			s := redistest.Start(t)
 			r := cache.NewRedis(newClient(t, testRedisConfig(s.Addr)), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "conf", Tag: entryTag})
@@ -116,7 +125,9 @@ func backends(t *testing.T) map[string]func(t *testing.T) (cache.Cache[entry], t
 	}
 }
 
-// TestConformance runs one suite against every Cache implementation.
+// TestConformance runs one suite against every Cache implementation: the
+// memory cache, Redis on one node, through Sentinel and as a Cluster, and
+// the two-tier cache.
 func TestConformance(t *testing.T) {
 	for name, newCache := range backends(t) {
 		t.Run(name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authzd/authzd/cache"
 	"github.com/authzd/authzd/internal/redistest"
+	"github.com/authzd/authzd/internal/testpki"
 )
 
 // waitFor polls cond until it holds or 10s pass. It is a liveness bound for
@@ -486,5 +487,42 @@ func TestRedisConfig(t *testing.T) {
 	}
 	if _, ok := redis.NewUniversalClient(o).(*redis.ClusterClient); !ok {
 		t.Error("cluster config did not produce a ClusterClient")
+	}
+}
+
+// TestRedisTLS connects over mutual TLS with the configured CA and client
+// certificate, and fails without the client certificate.
+func TestRedisTLS(t *testing.T) {
+	pki := testpki.New(t)
+	s := redistest.Start(t, redistest.WithTLS(pki.ServerCert, pki.ServerKey, pki.CAFile))
+	ctx := context.Background()
+	cfg := testRedisConfig(s.TLSAddr)
+	cfg.TLS = cache.RedisTLSConfig{Enabled: true, CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}
+	if err := cfg.WithDefaults().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := cache.NewRedis(newClient(t, cfg), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "tls"})
+	r.Set(ctx, key("k"), entry{N: 1}, time.Minute)
+	if v, ok := r.Get(ctx, key("k")); !ok || v.N != 1 {
+		t.Fatalf("over TLS: Get = %v, %v; want a hit", v, ok)
+	}
+	if r.Stats().Breaker.Errors != 0 {
+		t.Fatalf("TLS errors: %+v", r.Stats())
+	}
+
+	noCert := cfg
+	noCert.TLS.CertFile, noCert.TLS.KeyFile = "", ""
+	rn := cache.NewRedis(newClient(t, noCert), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "tls"})
+	if _, ok := rn.Get(ctx, key("k")); ok {
+		t.Fatal("hit without a client certificate")
+	}
+	if rn.Stats().Breaker.Errors == 0 {
+		t.Fatal("handshake failure not counted")
+	}
+	wrongCA := cfg
+	wrongCA.TLS.CAFile = pki.ClientCert // not the CA
+	rw := cache.NewRedis(newClient(t, wrongCA), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "tls"})
+	if _, ok := rw.Get(ctx, key("k")); ok {
+		t.Fatal("hit while trusting the wrong CA")
 	}
 }

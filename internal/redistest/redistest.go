@@ -38,6 +38,8 @@ func Binary(t testing.TB) string {
 type Server struct {
 	// Addr is host:port of the server.
 	Addr string
+	// TLSAddr is host:port of the TLS listener, when started WithTLS.
+	TLSAddr string
 
 	t    testing.TB
 	bin  string
@@ -46,6 +48,7 @@ type Server struct {
 
 	extra   []string
 	busPort int
+	args    []string // extra command-line arguments (--sentinel)
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -57,6 +60,17 @@ type Option func(*[]string)
 // WithConfig adds configuration lines, e.g. "requirepass secret".
 func WithConfig(lines ...string) Option {
 	return func(c *[]string) { *c = append(*c, lines...) }
+}
+
+// tlsPortLine marks where Start puts the TLS port.
+const tlsPortLine = "tls-port ${TLS_PORT}"
+
+// WithTLS adds a TLS listener (Server.TLSAddr) with the server certificate
+// and key, requiring client certificates signed by caFile. The plaintext
+// port stays open for the harness's readiness check.
+func WithTLS(certFile, keyFile, caFile string) Option {
+	return WithConfig(tlsPortLine,
+		"tls-cert-file "+certFile, "tls-key-file "+keyFile, "tls-ca-cert-file "+caFile, "tls-auth-clients yes")
 }
 
 // Start starts a redis-server on a free loopback port in t.TempDir() and
@@ -80,7 +94,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string, port int, extra []string, opts []Option) (*Server, error) {
+func start(t testing.TB, bin string, port int, extra []string, opts []Option, args ...string) (*Server, error) {
 	dir := t.TempDir()
 	lines := []string{
 		"bind 127.0.0.1",
@@ -96,11 +110,22 @@ func start(t testing.TB, bin string, port int, extra []string, opts []Option) (*
 	for _, o := range opts {
 		o(&lines)
 	}
+	tlsAddr := ""
+	for i, l := range lines {
+		if l == tlsPortLine {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			lines[i] = "tls-port " + strconv.Itoa(p)
+			tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		}
+	}
 	conf := filepath.Join(dir, "redis.conf")
 	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t, bin: bin, dir: dir, conf: conf, extra: extra}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t, bin: bin, dir: dir, conf: conf, extra: extra, TLSAddr: tlsAddr, args: args}
 	if err := s.launch(); err != nil {
 		return nil, err
 	}
@@ -109,7 +134,7 @@ func start(t testing.TB, bin string, port int, extra []string, opts []Option) (*
 }
 
 func (s *Server) launch() error {
-	cmd := exec.Command(s.bin, s.conf)
+	cmd := exec.Command(s.bin, append([]string{s.conf}, s.args...)...)
 	cmd.Dir = s.dir
 	setPdeathsig(cmd)
 	if err := cmd.Start(); err != nil {
@@ -218,4 +243,31 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartSentinel starts one Sentinel (redis-server --sentinel) that monitors
+// master under name with a quorum of one, and returns it. A go-redis
+// failover client given the Sentinel's address and name finds the master
+// through it.
+func StartSentinel(t testing.TB, master *Server, name string) *Server {
+	t.Helper()
+	bin := Binary(t)
+	host, port, _ := net.SplitHostPort(master.Addr)
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		p, err := freePort()
+		if err != nil {
+			t.Fatalf("redistest: free port: %v", err)
+		}
+		s, err := start(t, bin, p, []string{
+			"sentinel monitor " + name + " " + host + " " + port + " 1",
+			"sentinel down-after-milliseconds " + name + " 5000",
+		}, nil, "--sentinel")
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("redistest: sentinel: %v", lastErr)
+	return nil
 }
