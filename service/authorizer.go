@@ -47,6 +47,10 @@ type Authorizer struct {
 	dcFlight singleflight.Group
 	// redis is the shared tier behind both caches; nil without Redis.
 	redis *redisTier
+	// cacheable[k] is set when some provider of credential kind k is
+	// identity.Cacheable; other kinds skip the identity cache (with Redis,
+	// a lookup that can never hit would cost a round trip per check).
+	cacheable [256]bool
 
 	ids idGen
 }
@@ -92,6 +96,16 @@ func newAuthorizer(cfg Config, engine *rego.Engine, chain *identity.Chain, log *
 	}
 	if cfg.Cache.DecisionTTL < 0 {
 		a.decCache = cache.Noop[*cachedDecision]{}
+	}
+	for _, p := range chain.Providers() {
+		if _, ok := p.(identity.Cacheable); !ok {
+			continue
+		}
+		for k := range a.cacheable {
+			if p.Accepts(identity.Kind(k)) {
+				a.cacheable[k] = true
+			}
+		}
 	}
 	if cfg.DecisionLog.Enabled {
 		a.declog = newSlogDecisionLogger(log)
@@ -175,14 +189,17 @@ func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*re
 		return nil, identity.Invalid("", cred.Kind.String()+" credentials are not accepted by this server", identity.ErrNoProvider)
 	}
 	key := credKey(cred)
-	if r, ok := a.idCache.Get(ctx, key); ok {
+	if !a.cacheable[cred.Kind] {
+		// No provider of this kind is cacheable: nothing to look up.
+	} else if r, ok := a.idCache.Get(ctx, key); ok {
 		a.metrics.identityHits.Inc()
 		if r.err != nil {
 			return nil, r.err
 		}
 		return r, nil
+	} else {
+		a.metrics.identityMisses.Inc()
 	}
-	a.metrics.identityMisses.Inc()
 	v, err, _ := a.idFlight.Do(string(key[:]), func() (any, error) {
 		p, prov, err := a.chain.Resolve(ctx, cred)
 		cacheable, isCacheable := prov.(identity.Cacheable)

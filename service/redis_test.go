@@ -240,3 +240,14 @@ func TestRedisAPIKeyRevocation(t *testing.T) {
 		t.Fatalf("replica a after revocation: %v", r)
 	}
 }
+
+// TestRedisExampleConfig keeps examples/redis/authzd.yaml valid.
+func TestRedisExampleConfig(t *testing.T) {
+	cfg, err := service.LoadConfig(filepath.Join("..", "examples", "redis", "authzd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Identity.APIKeys.Store != service.APIKeyStoreRedis || !cfg.Cache.Redis.Enabled() || cfg.Cache.Redis.ReadTimeout != 50*time.Millisecond {
+		t.Fatalf("example config = %+v", cfg)
+	}
+}

@@ -7,7 +7,11 @@
 // shown once, when it is created.
 //
 // Records live in a Store: a YAML file for the embedded default, watched for
-// changes so revocations take effect without a restart.
+// changes so revocations take effect without a restart; or Redis
+// (RedisStore), shared by every replica, where a revocation reaches every
+// replica through pub/sub and a polled revocation counter within about a
+// second. A Redis holding keys must persist its data (appendonly yes): a
+// restart without persistence loses every key.
 //
 // apikey must not import the cache, rego or service packages.
 package apikey

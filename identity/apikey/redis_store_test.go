@@ -173,3 +173,53 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRevocationPropagation measures the time from Revoke on one
+// replica until another replica that had the record in memory sees the
+// key as revoked (pub/sub path).
+func BenchmarkRevocationPropagation(b *testing.B) {
+	rs := redistest.Start(b)
+	ctx := context.Background()
+	newStore := func() *RedisStore {
+		client := redis.NewClient(&redis.Options{Addr: rs.Addr, Protocol: 2, DisableIdentity: true})
+		b.Cleanup(func() { client.Close() })
+		s := NewRedisStore(client, RedisStoreOptions{Prefix: "b:", CacheTTL: time.Hour})
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { s.Watch(wctx); close(done) }()
+		b.Cleanup(func() { cancel(); <-done })
+		<-s.Ready()
+		return s
+	}
+	a, other := newStore(), newStore()
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		_, rec, err := a.Create(ctx, "svc", nil, 0, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			r, err := other.Lookup(ctx, rec.ID)
+			if err == nil && r.RevokedAt.IsZero() {
+				break
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		if _, err := a.Revoke(ctx, rec.ID); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			r, err := other.Lookup(ctx, rec.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !r.RevokedAt.IsZero() {
+				break
+			}
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs-to-revoked")
+}
