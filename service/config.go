@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/authzd/authzd/cache"
+	"github.com/authzd/authzd/identity/awsiam"
 	"github.com/authzd/authzd/rego"
 )
 
@@ -57,6 +58,8 @@ func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 // IdentityConfig configures the identity providers, tried in this order.
 type IdentityConfig struct {
 	APIKeys APIKeysConfig `yaml:"api_keys"`
+	// AWSIAM verifies AWS IAM identities: STS proofs and direct SigV4.
+	AWSIAM awsiam.Config `yaml:"aws_iam"`
 	// CacheTTL bounds how long a verified identity from an expensive
 	// provider (JWT, STS) is cached; the credential's expiry bounds it
 	// further. Default 5m; 0 after defaults means the default.
@@ -136,6 +139,7 @@ func (c Config) WithDefaults() Config {
 	if c.Identity.APIKeys.ReloadInterval == 0 {
 		c.Identity.APIKeys.ReloadInterval = 500 * time.Millisecond
 	}
+	c.Identity.AWSIAM = c.Identity.AWSIAM.WithDefaults()
 	if c.Cache.DecisionTTL == 0 {
 		c.Cache.DecisionTTL = DefaultDecisionTTL
 	}
@@ -179,6 +183,9 @@ func (c Config) Validate() error {
 	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {
 		return errors.New("identity.cache_ttl and identity.negative_ttl must not be negative")
+	}
+	if err := c.Identity.AWSIAM.Validate("identity.aws_iam"); err != nil {
+		return err
 	}
 	for name, v := range map[string]int{
 		"limits.max_context_bytes":    c.Limits.MaxContextBytes,
@@ -284,4 +291,5 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)
 	abs(&c.Identity.APIKeys.File)
+	abs(&c.Identity.AWSIAM.SigV4.KeysFile)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/authzd/authzd/identity"
 	"github.com/authzd/authzd/identity/apikey"
+	"github.com/authzd/authzd/identity/awsiam"
 )
 
 // providerSet is what the service builds from IdentityConfig: the chain and
@@ -34,6 +35,17 @@ func buildProviders(ctx context.Context, cfg Config, log *slog.Logger) (*provide
 		every := cfg.Identity.APIKeys.ReloadInterval
 		ps.runners = append(ps.runners, func(ctx context.Context) { store.Watch(ctx, every) })
 		providers = append(providers, apikey.NewProvider("apikey", store))
+	}
+
+	if aws := cfg.Identity.AWSIAM; aws.Enabled() {
+		set, err := awsiam.New("aws-iam", aws)
+		if err != nil {
+			return nil, fmt.Errorf("identity.aws_iam: %w", err)
+		}
+		if set.Keys != nil {
+			ps.runners = append(ps.runners, func(ctx context.Context) { set.Watch(ctx, log) })
+		}
+		providers = append(providers, set.Providers...)
 	}
 
 	ps.chain = identity.NewChain(providers...)

@@ -2,6 +2,7 @@ package awsiam
 
 import (
 	"context"
+	"github.com/authzd/authzd/identity/awsiam/awsiamtest"
 	"testing"
 )
 
@@ -32,9 +33,9 @@ func BenchmarkSigV4Resolve(b *testing.B) {
 // BenchmarkSTSResolve is an uncached STS proof: checks plus a loopback
 // round trip to the local STS (which itself re-signs the request).
 func BenchmarkSTSResolve(b *testing.B) {
-	sts := newLocalSTS(b)
+	sts := awsiamtest.New(b)
 	p := newSTSProvider(b, sts.URL())
-	cred := sigv4Cred(proof(b, sts, ordersCreds, nil))
+	cred := sigv4Cred(proof(b, sts, awsiamtest.Orders.Creds, nil))
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

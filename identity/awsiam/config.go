@@ -52,6 +52,7 @@ var defaultAllowedHeaders = []string{
 //	    keys_file: /etc/authzd/aws-keys.yaml
 //	    encryption_key: ${AUTHZD_AWS_KEYS_KEY}
 //	    max_skew: 5m
+//	    reload_interval: 1s
 type Config struct {
 	STS   STSConfig   `yaml:"sts" json:"sts"`
 	SigV4 SigV4Config `yaml:"sigv4" json:"sigv4"`
@@ -96,6 +97,9 @@ type SigV4Config struct {
 	// MaxSkew bounds the distance between the signing time and now for
 	// header-signed requests. Default 5m, at most 15m.
 	MaxSkew time.Duration `yaml:"max_skew" json:"max_skew"`
+	// ReloadInterval is how often KeysFile is checked for changes.
+	// Default 1s.
+	ReloadInterval time.Duration `yaml:"reload_interval" json:"reload_interval"`
 }
 
 // Secret is a configuration string that never prints.
@@ -126,6 +130,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SigV4.MaxSkew == 0 {
 		c.SigV4.MaxSkew = DefaultMaxSkew
+	}
+	if c.SigV4.ReloadInterval == 0 {
+		c.SigV4.ReloadInterval = time.Second
 	}
 	return c
 }
@@ -190,6 +197,9 @@ func (c Config) Validate(prefix string) error {
 		}
 		if s.MaxSkew <= 0 || s.MaxSkew > ProofLifetime {
 			bad("sigv4.max_skew", "must be between 1s and 15m, got %s", s.MaxSkew)
+		}
+		if s.ReloadInterval < 0 {
+			bad("sigv4.reload_interval", "must not be negative")
 		}
 	}
 	return errors.Join(errs...)

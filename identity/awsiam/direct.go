@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/authzd/authzd/identity"
@@ -99,20 +100,35 @@ func (p *SigV4Provider) Resolve(ctx context.Context, cred identity.Credential) (
 	return key.Caller.Principal(p.name, "authzd", key.AccessKeyID, "sigv4", expires), nil
 }
 
+// Set is what New builds: the enabled providers in chain order and the
+// keys file store behind the direct mode (nil when it is off).
+type Set struct {
+	Providers []identity.Provider
+	Keys      *FileStore
+	reload    time.Duration
+}
+
+// Watch keeps the keys file fresh until ctx ends (no-op without one).
+func (s *Set) Watch(ctx context.Context, log *slog.Logger) {
+	if s.Keys != nil && s.reload > 0 {
+		s.Keys.Watch(ctx, s.reload, log)
+	}
+}
+
 // New builds the enabled providers from cfg (after WithDefaults), STS
-// first: name is the configured provider name, and each provider reports
+// first. name is the configured provider name, and each provider reports
 // it. The direct mode reads sigv4.keys_file with sigv4.encryption_key.
-func New(name string, cfg Config, opts ...Option) ([]identity.Provider, error) {
+func New(name string, cfg Config, opts ...Option) (*Set, error) {
 	if err := cfg.Validate(""); err != nil {
 		return nil, err
 	}
-	var out []identity.Provider
+	set := &Set{reload: cfg.SigV4.ReloadInterval}
 	if cfg.STS.Enabled {
 		p, err := NewSTSProvider(name, cfg, opts...)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		set.Providers = append(set.Providers, p)
 	}
 	if cfg.SigV4.Enabled {
 		key, err := DecodeEncryptionKey(string(cfg.SigV4.EncryptionKey))
@@ -127,7 +143,8 @@ func New(name string, cfg Config, opts ...Option) ([]identity.Provider, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		set.Keys = store
+		set.Providers = append(set.Providers, p)
 	}
-	return out, nil
+	return set, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/authzd/authzd/identity"
+	"github.com/authzd/authzd/identity/awsiam/awsiamtest"
 )
 
 // testEncryptionKey is base64 of 32 bytes, as sigv4.encryption_key holds it.
@@ -66,18 +68,18 @@ func sigv4Config(keysFile string) Config {
 func newSigV4Provider(t testing.TB, opts ...Option) (*SigV4Provider, string) {
 	t.Helper()
 	path := writeKeysFile(t, t.TempDir(),
-		entry(t, ordersSvc, "arn:aws:iam::"+testAccount+":user/services/orders", false),
-		entry(t, billingSvc, "arn:aws:iam::"+testAccount+":role/billing", false),
-		entry(t, retiredSvc, "arn:aws:iam::"+testAccount+":user/retired", true),
+		entry(t, ordersSvc, "arn:aws:iam::"+awsiamtest.Account+":user/services/orders", false),
+		entry(t, billingSvc, "arn:aws:iam::"+awsiamtest.Account+":role/billing", false),
+		entry(t, retiredSvc, "arn:aws:iam::"+awsiamtest.Account+":user/retired", true),
 	)
 	ps, err := New("aws-iam", sigv4Config(path), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 1 {
-		t.Fatalf("New returned %d providers", len(ps))
+	if len(ps.Providers) != 1 || ps.Keys == nil {
+		t.Fatalf("New returned %d providers", len(ps.Providers))
 	}
-	return ps[0].(*SigV4Provider), path
+	return ps.Providers[0].(*SigV4Provider), path
 }
 
 type signOpts struct {
@@ -170,7 +172,7 @@ func TestSigV4Verifies(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v (url %s, headers %v)", err, tc.req.URL, tc.req.Header)
 			}
-			if pr.Type != "aws_iam" || pr.Claims["mode"] != "sigv4" || pr.Claims["account"] != testAccount {
+			if pr.Type != "aws_iam" || pr.Claims["mode"] != "sigv4" || pr.Claims["account"] != awsiamtest.Account {
 				t.Fatalf("principal = %+v", pr)
 			}
 			if pr.ExpiresAt.IsZero() {
@@ -182,7 +184,7 @@ func TestSigV4Verifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.ID != "arn:aws:iam::"+testAccount+":user/services/orders" || pr.Claims["user"] != "orders" || pr.Subject != ordersSvc.AccessKeyID {
+	if pr.ID != "arn:aws:iam::"+awsiamtest.Account+":user/services/orders" || pr.Claims["user"] != "orders" || pr.Subject != ordersSvc.AccessKeyID {
 		t.Fatalf("principal = %+v", pr)
 	}
 	if !pr.ExpiresAt.Equal(at.Add(5 * time.Minute)) {
@@ -294,7 +296,7 @@ func TestSigV4Rejections(t *testing.T) {
 
 func TestSigV4DefersSTSProofs(t *testing.T) {
 	p, _ := newSigV4Provider(t)
-	r, err := NewProof(context.Background(), aliceCreds, ProofOptions{ServerID: testServerID})
+	r, err := NewProof(context.Background(), awsiamtest.Alice.Creds, ProofOptions{ServerID: testServerID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,20 +307,20 @@ func TestSigV4DefersSTSProofs(t *testing.T) {
 
 // TestBothModesInAChain enables both modes: each request goes to its mode.
 func TestBothModesInAChain(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 	dir := t.TempDir()
 	cfg := stsConfig(sts.URL())
-	cfg.SigV4 = sigv4Config(writeKeysFile(t, dir, entry(t, ordersSvc, "arn:aws:iam::"+testAccount+":user/services/orders", false))).SigV4
+	cfg.SigV4 = sigv4Config(writeKeysFile(t, dir, entry(t, ordersSvc, "arn:aws:iam::"+awsiamtest.Account+":user/services/orders", false))).SigV4
 	ps, err := New("aws-iam", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 2 {
-		t.Fatalf("New returned %d providers, want 2", len(ps))
+	if len(ps.Providers) != 2 {
+		t.Fatalf("New returned %d providers, want 2", len(ps.Providers))
 	}
-	chain := identity.NewChain(ps...)
-	pr, _, err := chain.Resolve(context.Background(), sigv4Cred(proof(t, sts, ordersCreds, nil)))
-	if err != nil || pr.Claims["mode"] != "sts" || pr.ID != "arn:aws:iam::"+testAccount+":role/orders-api" {
+	chain := identity.NewChain(ps.Providers...)
+	pr, _, err := chain.Resolve(context.Background(), sigv4Cred(proof(t, sts, awsiamtest.Orders.Creds, nil)))
+	if err != nil || pr.Claims["mode"] != "sts" || pr.ID != "arn:aws:iam::"+awsiamtest.Account+":role/orders-api" {
 		t.Fatalf("STS proof: %v, %v", pr, err)
 	}
 	pr, _, err = chain.Resolve(context.Background(), sigv4Cred(signed(t, "GET", "https://orders.internal/v1", nil, signOpts{})))
@@ -338,7 +340,7 @@ func TestKeysFile(t *testing.T) {
 		if _, err := p.Resolve(context.Background(), sigv4Cred(r)); err != nil {
 			t.Fatal(err)
 		}
-		writeKeysFile(t, filepath.Dir(path), entry(t, ordersSvc, "arn:aws:iam::"+testAccount+":user/services/orders", false))
+		writeKeysFile(t, filepath.Dir(path), entry(t, ordersSvc, "arn:aws:iam::"+awsiamtest.Account+":user/services/orders", false))
 		if err := p.store.(*FileStore).Reload(); err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +348,7 @@ func TestKeysFile(t *testing.T) {
 	})
 	t.Run("a bad reload keeps the last good table", func(t *testing.T) {
 		key, _ := DecodeEncryptionKey(testEncryptionKey)
-		path := writeKeysFile(t, t.TempDir(), entry(t, ordersSvc, "arn:aws:iam::"+testAccount+":user/orders", false))
+		path := writeKeysFile(t, t.TempDir(), entry(t, ordersSvc, "arn:aws:iam::"+awsiamtest.Account+":user/orders", false))
 		s, err := OpenFileStore(path, key)
 		if err != nil {
 			t.Fatal(err)
@@ -446,4 +448,38 @@ func TestKeysFileIsReadFromDisk(t *testing.T) {
 		t.Fatal("unknown field accepted")
 	}
 	_ = io.Discard
+}
+
+func TestKeysFileWatch(t *testing.T) {
+	dir := t.TempDir()
+	path := writeKeysFile(t, dir, entry(t, ordersSvc, "arn:aws:iam::"+awsiamtest.Account+":user/orders", false))
+	cfg := sigv4Config(path)
+	cfg.SigV4.ReloadInterval = 20 * time.Millisecond
+	set, err := New("aws-iam", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { set.Watch(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	p := set.Providers[0]
+	r := signed(t, "GET", "https://orders.internal/v1", nil, signOpts{})
+	if _, err := p.Resolve(context.Background(), sigv4Cred(r)); err != nil {
+		t.Fatal(err)
+	}
+	// Disable the key: the watcher picks the change up.
+	writeKeysFile(t, dir, entry(t, ordersSvc, "arn:aws:iam::"+awsiamtest.Account+":user/orders", true), entry(t, billingSvc, "arn:aws:iam::"+awsiamtest.Account+":role/billing", false))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := p.Resolve(context.Background(), sigv4Cred(r))
+		if identity.IsInvalid(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key still accepted after the file disabled it: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -179,6 +182,23 @@ type FileStore struct {
 	path string
 	box  *SecretBox
 	keys atomic.Pointer[map[string]*ServiceKey]
+
+	mu      sync.Mutex // serialises reloads
+	lastSig fileSig
+}
+
+// fileSig identifies a version of the file cheaply.
+type fileSig struct {
+	mod  time.Time
+	size int64
+}
+
+func statSig(path string) fileSig {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileSig{}
+	}
+	return fileSig{mod: fi.ModTime(), size: fi.Size()}
 }
 
 var _ KeyStore = (*FileStore)(nil)
@@ -198,6 +218,9 @@ func OpenFileStore(path string, key []byte) (*FileStore, error) {
 
 // Reload re-reads the file. On error the previous table stays in use.
 func (s *FileStore) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sig := statSig(s.path)
 	raw, err := os.ReadFile(s.path)
 	if err != nil {
 		return fmt.Errorf("keys file: %w", err)
@@ -207,7 +230,34 @@ func (s *FileStore) Reload() error {
 		return fmt.Errorf("keys file %s: %w", s.path, err)
 	}
 	s.keys.Store(&m)
+	s.lastSig = sig
 	return nil
+}
+
+// Watch reloads the file when its modification time or size changes,
+// checking every interval, until ctx ends. A file that fails to load is
+// logged and the last good keys stay in use.
+func (s *FileStore) Watch(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		changed := statSig(s.path) != s.lastSig
+		s.mu.Unlock()
+		if !changed {
+			continue
+		}
+		if err := s.Reload(); err != nil {
+			log.Error("aws keys file reload failed; keeping the last good keys", "path", s.path, "error", err)
+		} else {
+			log.Info("aws keys file reloaded", "path", s.path, "keys", s.Len())
+		}
+	}
 }
 
 // Len returns the number of enabled keys.

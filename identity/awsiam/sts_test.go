@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/authzd/authzd/identity"
+	"github.com/authzd/authzd/identity/awsiam/awsiamtest"
 )
 
 const testServerID = "authzd.test.example"
@@ -23,7 +24,7 @@ func stsConfig(endpoint string) Config {
 		Enabled:   true,
 		Endpoint:  endpoint,
 		ServerID:  testServerID,
-		BoundARNs: []string{"arn:aws:iam::" + testAccount + ":user/engineering/*", "arn:aws:iam::" + testAccount + ":role/orders-*"},
+		BoundARNs: []string{"arn:aws:iam::" + awsiamtest.Account + ":user/engineering/*", "arn:aws:iam::" + awsiamtest.Account + ":role/orders-*"},
 	}}.WithDefaults()
 }
 
@@ -36,7 +37,7 @@ func newSTSProvider(t testing.TB, endpoint string, opts ...Option) *STSProvider 
 	return p
 }
 
-func proof(t testing.TB, sts *localSTS, creds aws.Credentials, mutate func(*ProofOptions)) *identity.SignedRequest {
+func proof(t testing.TB, sts *awsiamtest.STS, creds aws.Credentials, mutate func(*ProofOptions)) *identity.SignedRequest {
 	t.Helper()
 	o := ProofOptions{Endpoint: sts.URL(), ServerID: testServerID}
 	if mutate != nil {
@@ -54,20 +55,20 @@ func sigv4Cred(r *identity.SignedRequest) identity.Credential {
 }
 
 func TestSTSProofResolves(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 	p := newSTSProvider(t, sts.URL())
 	signedAt := time.Now().Add(-2 * time.Minute).UTC().Truncate(time.Second)
 
 	t.Run("IAM user", func(t *testing.T) {
-		pr, err := p.Resolve(context.Background(), sigv4Cred(proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Time = signedAt })))
+		pr, err := p.Resolve(context.Background(), sigv4Cred(proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Time = signedAt })))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := "arn:aws:iam::" + testAccount + ":user/engineering/alice"
+		want := "arn:aws:iam::" + awsiamtest.Account + ":user/engineering/alice"
 		if pr.ID != want || pr.Type != "aws_iam" || pr.Provider != "aws-iam" || pr.Subject != "AIDAALICE00000000001" {
 			t.Fatalf("principal = %+v", pr)
 		}
-		if pr.Claims["user"] != "alice" || pr.Claims["account"] != testAccount || pr.Claims["arn"] != want {
+		if pr.Claims["user"] != "alice" || pr.Claims["account"] != awsiamtest.Account || pr.Claims["arn"] != want {
 			t.Fatalf("claims = %v", pr.Claims)
 		}
 		if _, ok := pr.Claims["role"]; ok {
@@ -79,21 +80,21 @@ func TestSTSProofResolves(t *testing.T) {
 	})
 
 	t.Run("assumed role is canonicalised to its role", func(t *testing.T) {
-		pr, err := p.Resolve(context.Background(), sigv4Cred(proof(t, sts, ordersCreds, nil)))
+		pr, err := p.Resolve(context.Background(), sigv4Cred(proof(t, sts, awsiamtest.Orders.Creds, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := "arn:aws:iam::" + testAccount + ":role/orders-api"
+		want := "arn:aws:iam::" + awsiamtest.Account + ":role/orders-api"
 		if pr.ID != want || pr.Claims["role"] != "orders-api" || pr.Claims["session"] != "i-0123456789abcdef0" {
 			t.Fatalf("principal = %+v", pr)
 		}
-		if pr.Claims["caller_arn"] != "arn:aws:sts::"+testAccount+":assumed-role/orders-api/i-0123456789abcdef0" {
+		if pr.Claims["caller_arn"] != "arn:aws:sts::"+awsiamtest.Account+":assumed-role/orders-api/i-0123456789abcdef0" {
 			t.Fatalf("caller_arn = %v", pr.Claims["caller_arn"])
 		}
 		// Only the signed headers (plus Authorization and Content-Type) were
 		// forwarded: the session token is signed, so it went along.
-		fwd := *sts.lastHeaders.Load()
-		if fwd.Get("X-Amz-Security-Token") != ordersCreds.SessionToken || fwd.Get("Authorization") == "" {
+		fwd := sts.LastHeaders()
+		if fwd.Get("X-Amz-Security-Token") != awsiamtest.Orders.Creds.SessionToken || fwd.Get("Authorization") == "" {
 			t.Fatalf("forwarded headers = %v", fwd)
 		}
 	})
@@ -124,7 +125,7 @@ func reject(t *testing.T, p identity.Provider, r *identity.SignedRequest, want s
 }
 
 func TestSTSProofRejections(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 	p := newSTSProvider(t, sts.URL())
 
 	cases := []struct {
@@ -135,48 +136,48 @@ func TestSTSProofRejections(t *testing.T) {
 		reachesSTS bool
 	}{
 		{"server ID header missing", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.ServerID = "" })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.ServerID = "" })
 		}, "has no X-Authzd-Server-Id header", false},
 		{"server ID header not signed", func(t *testing.T) *identity.SignedRequest {
-			r := proof(t, sts, aliceCreds, func(o *ProofOptions) { o.ServerID = "" })
+			r := proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.ServerID = "" })
 			r.Header.Set(DefaultServerIDHeader, testServerID)
 			return r
 		}, "X-Authzd-Server-Id header is not signed", false},
 		{"replay against another server ID", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.ServerID = "billing.internal" })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.ServerID = "billing.internal" })
 		}, "does not name this server", false},
 		{"tampered body (still GetCallerIdentity)", func(t *testing.T) *identity.SignedRequest {
-			r := proof(t, sts, aliceCreds, nil)
+			r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 			r.Body = []byte("Version=2011-06-15&Action=GetCallerIdentity")
 			return r
 		}, "STS rejected the proof: SignatureDoesNotMatch", true},
 		{"body asks for another action", func(t *testing.T) *identity.SignedRequest {
-			r := proof(t, sts, aliceCreds, nil)
+			r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 			r.Body = []byte("Action=GetCallerIdentity&Version=2011-06-15&RoleArn=x")
 			return r
 		}, "body must be Action=GetCallerIdentity", false},
 		{"old signing date", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Time = time.Now().Add(-16 * time.Minute) })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Time = time.Now().Add(-16 * time.Minute) })
 		}, "more than 15 minutes", false},
 		{"future signing date", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Time = time.Now().Add(20 * time.Minute) })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Time = time.Now().Add(20 * time.Minute) })
 		}, "more than 15 minutes", false},
 		{"wrong region", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Region = "eu-west-1" })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Region = "eu-west-1" })
 		}, "credential scope must be us-east-1/sts", false},
 		{"GET instead of POST", func(t *testing.T) *identity.SignedRequest {
-			r := proof(t, sts, aliceCreds, nil)
+			r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 			r.Method = http.MethodGet
 			return r
 		}, "must be a POST", false},
 		{"another STS endpoint", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Endpoint = "https://sts.eu-west-1.amazonaws.com/" })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Endpoint = "https://sts.eu-west-1.amazonaws.com/" })
 		}, "not addressed to the configured STS endpoint", false},
 		{"query string on the endpoint", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Endpoint = sts.URL() + "?Action=AssumeRole" })
+			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Endpoint = sts.URL() + "?Action=AssumeRole" })
 		}, "not addressed to the configured STS endpoint", false},
 		{"X-Amz header outside the allow-list", func(t *testing.T) *identity.SignedRequest {
-			r := proof(t, sts, aliceCreds, nil)
+			r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 			r.Header.Set("X-Amz-Target", "AWSSecurityTokenServiceV20110615.AssumeRole")
 			return r
 		}, "X-Amz-Target is not allowed", false},
@@ -184,10 +185,10 @@ func TestSTSProofRejections(t *testing.T) {
 			return proof(t, sts, aws.Credentials{AccessKeyID: "AKIANOBODY000EXAMPLE", SecretAccessKey: "x"}, nil)
 		}, "STS rejected the proof: InvalidClientTokenId", true},
 		{"wrong secret", func(t *testing.T) *identity.SignedRequest {
-			return proof(t, sts, aws.Credentials{AccessKeyID: aliceCreds.AccessKeyID, SecretAccessKey: "not-alice"}, nil)
+			return proof(t, sts, aws.Credentials{AccessKeyID: awsiamtest.Alice.Creds.AccessKeyID, SecretAccessKey: "not-alice"}, nil)
 		}, "STS rejected the proof: SignatureDoesNotMatch", true},
 		{"no Authorization header", func(t *testing.T) *identity.SignedRequest {
-			r := proof(t, sts, aliceCreds, nil)
+			r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 			r.Header.Del("Authorization")
 			return r
 		}, "not SigV4-signed", false},
@@ -195,9 +196,9 @@ func TestSTSProofRejections(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.make(t)
-			before := sts.calls.Load()
+			before := sts.Calls()
 			reject(t, p, r, tc.want)
-			if called := sts.calls.Load() != before; called && !tc.reachesSTS {
+			if called := sts.Calls() != before; called && !tc.reachesSTS {
 				t.Fatalf("the proof was forwarded to STS")
 			}
 		})
@@ -205,17 +206,17 @@ func TestSTSProofRejections(t *testing.T) {
 
 	t.Run("caller outside the bound ARNs", func(t *testing.T) {
 		cfg := stsConfig(sts.URL())
-		cfg.STS.BoundARNs = []string{"arn:aws:iam::" + testAccount + ":role/billing-*"}
+		cfg.STS.BoundARNs = []string{"arn:aws:iam::" + awsiamtest.Account + ":role/billing-*"}
 		narrow, err := NewSTSProvider("aws-iam", cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		reject(t, narrow, proof(t, sts, ordersCreds, nil), "does not match any bound ARN")
+		reject(t, narrow, proof(t, sts, awsiamtest.Orders.Creds, nil), "does not match any bound ARN")
 	})
 }
 
 func TestSTSUnavailable(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 
 	unavailableCtx := func(ctx context.Context, t *testing.T, p *STSProvider, r *identity.SignedRequest, want string) {
 		t.Helper()
@@ -246,7 +247,7 @@ func TestSTSUnavailable(t *testing.T) {
 		down := "http://" + ln.Addr().String() + "/"
 		ln.Close()
 		p := newSTSProvider(t, down)
-		r, err := NewProof(context.Background(), aliceCreds, ProofOptions{Endpoint: down, ServerID: testServerID})
+		r, err := NewProof(context.Background(), awsiamtest.Alice.Creds, ProofOptions{Endpoint: down, ServerID: testServerID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,15 +255,15 @@ func TestSTSUnavailable(t *testing.T) {
 	})
 
 	t.Run("redirect is not followed", func(t *testing.T) {
-		elsewhere := newLocalSTS(t)
+		elsewhere := awsiamtest.New(t)
 		redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, elsewhere.URL(), http.StatusTemporaryRedirect)
 		})
-		sts.behave.Store(&redirect)
-		defer sts.behave.Store(nil)
+		sts.Behave(redirect)
+		defer sts.Behave(nil)
 		p := newSTSProvider(t, sts.URL())
-		unavailable(t, p, proof(t, sts, aliceCreds, nil), "redirect (307)")
-		if n := elsewhere.calls.Load(); n != 0 {
+		unavailable(t, p, proof(t, sts, awsiamtest.Alice.Creds, nil), "redirect (307)")
+		if n := elsewhere.Calls(); n != 0 {
 			t.Fatalf("redirect target called %d times", n)
 		}
 	})
@@ -285,9 +286,9 @@ func TestSTSUnavailable(t *testing.T) {
 				w.WriteHeader(code)
 				w.Write([]byte(g.body))
 			})
-			sts.behave.Store(&h)
-			defer sts.behave.Store(nil)
-			unavailable(t, newSTSProvider(t, sts.URL()), proof(t, sts, aliceCreds, nil), g.want)
+			sts.Behave(h)
+			defer sts.Behave(nil)
+			unavailable(t, newSTSProvider(t, sts.URL()), proof(t, sts, awsiamtest.Alice.Creds, nil), g.want)
 		})
 	}
 
@@ -302,7 +303,7 @@ func TestSTSUnavailable(t *testing.T) {
 		defer slow.Close()
 		defer close(release)
 		p := newSTSProvider(t, slow.URL+"/")
-		r, err := NewProof(context.Background(), aliceCreds, ProofOptions{Endpoint: slow.URL + "/", ServerID: testServerID})
+		r, err := NewProof(context.Background(), awsiamtest.Alice.Creds, ProofOptions{Endpoint: slow.URL + "/", ServerID: testServerID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,10 +315,10 @@ func TestSTSUnavailable(t *testing.T) {
 	t.Run("ready again after a success", func(t *testing.T) {
 		p := newSTSProvider(t, sts.URL())
 		bad := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
-		sts.behave.Store(&bad)
-		unavailable(t, p, proof(t, sts, aliceCreds, nil), "500")
-		sts.behave.Store(nil)
-		if _, err := p.Resolve(context.Background(), sigv4Cred(proof(t, sts, aliceCreds, nil))); err != nil {
+		sts.Behave(bad)
+		unavailable(t, p, proof(t, sts, awsiamtest.Alice.Creds, nil), "500")
+		sts.Behave(nil)
+		if _, err := p.Resolve(context.Background(), sigv4Cred(proof(t, sts, awsiamtest.Alice.Creds, nil))); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.Ready(); err != nil {
@@ -327,7 +328,7 @@ func TestSTSUnavailable(t *testing.T) {
 }
 
 func TestSTSNotMine(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 	p := newSTSProvider(t, sts.URL())
 	for name, cred := range map[string]identity.Credential{
 		"bearer":     {Kind: identity.KindBearer, Token: "x"},
@@ -340,16 +341,16 @@ func TestSTSNotMine(t *testing.T) {
 		}
 	}
 	// A GetCallerIdentity body aimed elsewhere is still a proof (and wrong).
-	r := proof(t, sts, aliceCreds, func(o *ProofOptions) { o.Endpoint = "https://sts.example.org/" })
+	r := proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Endpoint = "https://sts.example.org/" })
 	reject(t, p, r, "not addressed to the configured STS endpoint")
 }
 
 // TestSTSProofThroughHeader sends the proof the way the HTTP front doors
 // receive it: one base64 JSON header.
 func TestSTSProofThroughHeader(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 	p := newSTSProvider(t, sts.URL())
-	enc, err := EncodeProofHeader(proof(t, sts, ordersCreds, nil))
+	enc, err := EncodeProofHeader(proof(t, sts, awsiamtest.Orders.Creds, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +362,7 @@ func TestSTSProofThroughHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.ID != "arn:aws:iam::"+testAccount+":role/orders-api" {
+	if pr.ID != "arn:aws:iam::"+awsiamtest.Account+":role/orders-api" {
 		t.Fatalf("ID = %s", pr.ID)
 	}
 }
@@ -369,9 +370,9 @@ func TestSTSProofThroughHeader(t *testing.T) {
 // TestSTSProofFromProtoMap goes through the authzd.v1 map form, where
 // header names arrive lowercase.
 func TestSTSProofFromProtoMap(t *testing.T) {
-	sts := newLocalSTS(t)
+	sts := awsiamtest.New(t)
 	p := newSTSProvider(t, sts.URL())
-	r := proof(t, sts, aliceCreds, nil)
+	r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 	m := map[string]string{}
 	for k, v := range r.Header {
 		m[strings.ToLower(k)] = strings.Join(v, ",")
