@@ -483,3 +483,47 @@ func TestKeysFileWatch(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestAppendKeyEntry(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "aws-keys.yaml")
+	// The shipped empty file, with its comment.
+	os.WriteFile(path, []byte("# service keys, see the docs\nkeys: []\n"), 0o600)
+	e1, s1, err := NewKeyEntry(testEncryptionKey, "arn:aws:iam::123456789012:user/services/orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendKeyEntry(path, e1); err != nil {
+		t.Fatal(err)
+	}
+	e2, _, _ := NewKeyEntry(testEncryptionKey, "arn:aws:iam::123456789012:role/billing")
+	if err := AppendKeyEntry(path, e2); err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendKeyEntry(path, e1); err == nil || !strings.Contains(err.Error(), "already present") {
+		t.Fatalf("duplicate: %v", err)
+	}
+	raw, _ := os.ReadFile(path)
+	if !strings.Contains(string(raw), "# service keys") || strings.Contains(string(raw), s1) {
+		t.Fatalf("file = %s", raw)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode = %v", fi.Mode())
+	}
+	key, _ := DecodeEncryptionKey(testEncryptionKey)
+	s, err := OpenFileStore(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.Lookup(context.Background(), e1.AccessKeyID)
+	if err != nil || string(k.Secret) != s1 || s.Len() != 2 {
+		t.Fatalf("lookup: %v (len %d)", err, s.Len())
+	}
+	// A new file is created.
+	if err := AppendKeyEntry(filepath.Join(dir, "new.yaml"), e1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenFileStore(filepath.Join(dir, "new.yaml"), key); err != nil {
+		t.Fatal(err)
+	}
+}

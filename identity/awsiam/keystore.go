@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,4 +304,75 @@ func parseKeysFile(raw []byte, box *SecretBox) (map[string]*ServiceKey, error) {
 		m[e.AccessKeyID] = &ServiceKey{AccessKeyID: e.AccessKeyID, Secret: secret, Caller: c}
 	}
 	return m, nil
+}
+
+// AppendKeyEntry adds e to the keys file at path (creating it, mode 0600),
+// keeping the file's comments, and refuses a duplicate access key id. The
+// file is replaced atomically; a running server picks it up on its next
+// reload check.
+func AppendKeyEntry(path string, e KeyEntry) error {
+	var doc yaml.Node
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return fmt.Errorf("%s: not a keys file: %v", path, err)
+		}
+	}
+	if doc.Kind == 0 {
+		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s: not a keys file: top level is not a mapping", path)
+	}
+	var seq *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "keys" {
+			seq = root.Content[i+1]
+		}
+	}
+	if seq == nil {
+		seq = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "keys"}, seq)
+	}
+	if seq.Kind != yaml.SequenceNode {
+		return fmt.Errorf("%s: keys is not a list", path)
+	}
+	for _, n := range seq.Content {
+		var existing KeyEntry
+		if n.Decode(&existing) == nil && existing.AccessKeyID == e.AccessKeyID {
+			return fmt.Errorf("%s: access key %s is already present", path, e.AccessKeyID)
+		}
+	}
+	var item yaml.Node
+	if err := item.Encode(e); err != nil {
+		return err
+	}
+	seq.Style = 0 // block style, even if the file said keys: []
+	seq.Content = append(seq.Content, &item)
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".aws-keys-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(out); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
