@@ -90,7 +90,7 @@ func (p *SigV4Provider) Resolve(ctx context.Context, cred identity.Credential) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: key store: %v", identity.ErrUnavailable, p.name, err)
 	}
-	ok, err := s.verify(key.Secret)
+	ok, err := s.verify(key.signingKey(s.auth.Date, s.auth.Region, s.auth.Service))
 	if err != nil {
 		return nil, identity.Invalid(p.name, err.Error(), nil)
 	}

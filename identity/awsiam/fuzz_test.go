@@ -132,7 +132,7 @@ func FuzzSignedRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ok, _ := s.verify([]byte("secret"))
+		ok, _ := s.verify(signingKey([]byte("secret"), s.auth.Date, s.auth.Region, s.auth.Service))
 		if ok {
 			t.Fatalf("a fuzzed signature verified: %+v", r)
 		}

@@ -32,6 +32,25 @@ type ServiceKey struct {
 	// and is never logged (ServiceKey has no String method that shows it).
 	Secret []byte
 	Caller Caller
+
+	// derived caches the signing key of the last (date, region, service):
+	// four HMACs saved on every request of the day.
+	derived atomic.Pointer[derivedKey]
+}
+
+type derivedKey struct {
+	date, region, service string
+	key                   []byte
+}
+
+// signingKey returns the SigV4 signing key for the scope, cached.
+func (k *ServiceKey) signingKey(date, region, service string) []byte {
+	if d := k.derived.Load(); d != nil && d.date == date && d.region == region && d.service == service {
+		return d.key
+	}
+	key := signingKey(k.Secret, date, region, service)
+	k.derived.Store(&derivedKey{date: date, region: region, service: service, key: key})
+	return key
 }
 
 // String never shows the secret.

@@ -369,13 +369,13 @@ func (s *signedRequest) splitPresigned(contentSHA *string) error {
 	return nil
 }
 
-// verify reports whether the request's signature was made with secret.
-func (s *signedRequest) verify(secret []byte) (bool, error) {
+// verify reports whether the request's signature was made with the
+// signing key derived for its scope (see signingKey).
+func (s *signedRequest) verify(key []byte) (bool, error) {
 	prefix, err := s.canonicalPrefix()
 	if err != nil {
 		return false, err
 	}
-	key := signingKey(secret, s.auth.Date, s.auth.Region, s.auth.Service)
 	for _, ph := range s.payloadHashes {
 		want := signature(key, s.stringToSign(prefix+ph))
 		if subtle.ConstantTimeCompare([]byte(want), []byte(s.auth.Signature)) == 1 {
