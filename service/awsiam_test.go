@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,7 +53,14 @@ func copyDir(t testing.TB, src, dst string) string {
 
 // startAWSServer runs authzd with the examples/aws-iam policies, STS proofs
 // against a local STS, and direct SigV4 with one service key.
-func startAWSServer(t *testing.T, sts *awsiamtest.STS) *testServer {
+func startAWSServer(t testing.TB, sts *awsiamtest.STS) *testServer {
+	t.Helper()
+	return startServer(t, t.TempDir(), awsConfig(t, sts, 0))
+}
+
+// awsConfig is the config of startAWSServer; decisionTTL < 0 disables the
+// decision cache.
+func awsConfig(t testing.TB, sts *awsiamtest.STS, decisionTTL time.Duration) service.Config {
 	t.Helper()
 	dir := t.TempDir()
 	policies := copyDir(t, filepath.Join("..", "examples", "aws-iam", "policies"), filepath.Join(dir, "policies"))
@@ -85,10 +93,11 @@ func startAWSServer(t *testing.T, sts *awsiamtest.STS) *testServer {
 		}},
 		ShutdownTimeout: 5 * time.Second,
 	}
-	return startServer(t, dir, cfg)
+	cfg.Cache.DecisionTTL = decisionTTL
+	return cfg
 }
 
-func proofCreds(t *testing.T, sts *awsiamtest.STS, creds aws.Credentials, serverID string, at time.Time) *authzdv1.Credentials {
+func proofCreds(t testing.TB, sts *awsiamtest.STS, creds aws.Credentials, serverID string, at time.Time) *authzdv1.Credentials {
 	t.Helper()
 	r, err := awsiam.NewProof(context.Background(), creds, awsiam.ProofOptions{Endpoint: sts.URL(), ServerID: serverID, Time: at})
 	if err != nil {
@@ -223,4 +232,61 @@ func TestAWSIAMExample(t *testing.T) {
 	// The shipped config starts a server (its empty keys file included).
 	cfg.Listen, cfg.HTTPListen = "127.0.0.1:0", "127.0.0.1:0"
 	startServer(t, t.TempDir(), cfg)
+}
+
+// BenchmarkCheckAWSIAM measures the in-process Check flow with AWS
+// credentials and the examples/aws-iam policy: an STS proof with the
+// identity cache warm (STS is asked once), and a direct SigV4 request
+// (verified on every Check: those principals are never cached); decision
+// cache warm (cached) or disabled (uncached).
+//
+//	go test -run '^$' -bench 'BenchmarkCheckAWSIAM' -benchmem ./service
+func BenchmarkCheckAWSIAM(b *testing.B) {
+	for _, cred := range []string{"sts", "sigv4"} {
+		for _, mode := range []string{"cached", "uncached"} {
+			b.Run(cred+"/"+mode, func(b *testing.B) {
+				sts := awsiamtest.New(b)
+				ttl := time.Duration(0)
+				if mode == "uncached" {
+					ttl = -1
+				}
+				srv, err := service.New(context.Background(), awsConfig(b, sts, ttl), slog.New(slog.DiscardHandler))
+				if err != nil {
+					b.Fatal(err)
+				}
+				a := srv.Authorizer()
+				req := &authzdv1.CheckRequest{Action: "orders:read", Resource: &authzdv1.Resource{Type: "order", Id: "o-1"}}
+				if cred == "sts" {
+					req.Credentials = proofCreds(b, sts, awsiamtest.Orders.Creds, awsServerID, time.Now())
+				} else {
+					req.Action = "invoices:read"
+					hreq, _ := http.NewRequest("GET", "https://billing.internal/v1/invoices?limit=10", nil)
+					if err := v4.NewSigner().SignHTTP(context.Background(), billingKey, hreq, awsiamSHA256(nil), "authzd", "eu-west-1", time.Now()); err != nil {
+						b.Fatal(err)
+					}
+					req.Credentials = sigv4Proto(&identity.SignedRequest{Method: "GET", URL: hreq.URL.String(), Header: hreq.Header})
+				}
+				resp, err := a.Check(context.Background(), req)
+				if err != nil || !resp.Allowed {
+					b.Fatalf("%v %v", resp, err)
+				}
+				calls := sts.Calls()
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						resp, err := a.Check(context.Background(), req)
+						if err != nil || !resp.Allowed || resp.Cached != (mode == "cached") {
+							b.Errorf("%v %v", resp, err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				if sts.Calls() != calls {
+					b.Fatalf("STS asked %d more times: the identity cache missed", sts.Calls()-calls)
+				}
+			})
+		}
+	}
 }
