@@ -248,10 +248,15 @@ func parseEndpoint(s string) (endpoint, error) {
 	return e, nil
 }
 
-// canonicalHost lowercases a host and drops the scheme's default port, as
-// the SDK signer does when it signs the host header.
+// canonicalHost lowercases a host and drops the scheme's default port: the
+// form endpoints are compared in.
 func canonicalHost(scheme, host string) string {
-	host = strings.ToLower(host)
+	return signingHost(scheme, strings.ToLower(host))
+}
+
+// signingHost drops the scheme's default port, as the SDK signers do before
+// they sign (and send) the host header.
+func signingHost(scheme, host string) string {
 	switch {
 	case scheme == "https" && strings.HasSuffix(host, ":443"):
 		return host[:len(host)-4]

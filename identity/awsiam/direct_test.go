@@ -160,6 +160,7 @@ func TestSigV4Verifies(t *testing.T) {
 		{"tricky query", signed(t, "GET", "https://orders.internal/v1/search?b=2&a=1&a=0&q=a+b&k=%20x&slash=a%2Fb&dash=a-b&empty=&tilde=~&uni=%C3%BC&noval", nil, signOpts{at: at})},
 		{"escaped path", signed(t, "GET", "https://orders.internal/v1/a%20b/c%2Fd/%C3%BC/x~y", nil, signOpts{at: at})},
 		{"non-default port", signed(t, "GET", "http://127.0.0.1:8181/v1", nil, signOpts{at: at})},
+		{"host in upper case", signed(t, "GET", "https://Orders.Internal/v1", nil, signOpts{at: at})},
 		{"default port stripped", signed(t, "GET", "https://orders.internal:443/v1", nil, signOpts{at: at})},
 		{"spaces in header values", signed(t, "GET", "https://orders.internal/v1", nil, signOpts{at: at, header: map[string]string{"X-Trace": "  a   b  c "}})},
 		{"presigned GET", presigned(t, "GET", "https://orders.internal/v1/report?format=csv", 5*time.Minute, signOpts{at: at})},
@@ -283,6 +284,11 @@ func TestSigV4Rejections(t *testing.T) {
 			r.Header.Set("Authorization", strings.Replace(r.Header.Get("Authorization"), "SignedHeaders=", "Signed=", 1))
 			return r
 		}, "unknown component"},
+		{"semicolon in the query", func(t *testing.T) *identity.SignedRequest {
+			r := signed(t, "GET", "https://orders.internal/v1?a=1", nil, signOpts{})
+			r.URL += ";b=2"
+			return r
+		}, "must not contain ';'"},
 		{"relative URL", func(t *testing.T) *identity.SignedRequest {
 			r := signed(t, "GET", "https://orders.internal/v1", nil, signOpts{})
 			r.URL = "/v1"

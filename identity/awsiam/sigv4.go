@@ -409,7 +409,7 @@ func (s *signedRequest) canonicalPrefix() (string, error) {
 			if v := headerValues(s.header, "Host"); len(v) > 0 {
 				b.WriteString(canonicalHeaderValue(v[0]))
 			} else {
-				b.WriteString(canonicalHost(s.url.Scheme, s.url.Host))
+				b.WriteString(signingHost(s.url.Scheme, s.url.Host))
 			}
 			b.WriteByte('\n')
 			continue
@@ -451,6 +451,11 @@ func (s *signedRequest) stringToSign(canonical string) string {
 func canonicalQuery(b *strings.Builder, raw string, presigned bool) error {
 	if raw == "" {
 		return nil
+	}
+	if strings.IndexByte(raw, ';') >= 0 {
+		// Signers disagree about ';' (Go's url.Query drops such pairs, so
+		// the SDK would not sign them): refuse rather than guess.
+		return errors.New("request query string must not contain ';'")
 	}
 	type pair struct{ k, v string }
 	pairs := make([]pair, 0, strings.Count(raw, "&")+1)

@@ -131,11 +131,11 @@ func (p *STSProvider) Resolve(ctx context.Context, cred identity.Credential) (*i
 	if !isSTSProof(r, p.ep.host) {
 		return nil, identity.ErrNotMine
 	}
-	signedAt, err := p.check(r)
+	s, err := p.check(r)
 	if err != nil {
 		return nil, identity.Invalid(p.name, err.Error(), nil)
 	}
-	body, err := p.call(ctx, r)
+	body, err := p.call(ctx, r, s.auth)
 	if err != nil {
 		var ce *identity.CredentialError
 		if !errors.As(err, &ce) {
@@ -159,62 +159,62 @@ func (p *STSProvider) Resolve(ctx context.Context, cred identity.Credential) (*i
 	if !matchAny(p.cfg.BoundARNs, c) {
 		return nil, identity.Invalid(p.name, "caller "+c.ARN+" does not match any bound ARN", nil)
 	}
-	return c.Principal(p.name, p.ep.host, userID, "sts", signedAt.Add(ProofLifetime)), nil
+	return c.Principal(p.name, p.ep.host, userID, "sts", s.signedAt.Add(ProofLifetime)), nil
 }
 
 // check validates the proof's shape before anything is sent to STS. The
 // errors are public reasons.
-func (p *STSProvider) check(r *identity.SignedRequest) (time.Time, error) {
+func (p *STSProvider) check(r *identity.SignedRequest) (*signedRequest, error) {
 	if r.Method != http.MethodPost {
-		return time.Time{}, errors.New("STS proof must be a POST")
+		return nil, errors.New("STS proof must be a POST")
 	}
 	u, err := url.Parse(r.URL)
 	if err != nil || u.Scheme != p.ep.url.Scheme || canonicalHost(u.Scheme, u.Host) != p.ep.host ||
 		orSlash(u.EscapedPath()) != p.ep.path || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
-		return time.Time{}, errors.New("STS proof is not addressed to the configured STS endpoint")
+		return nil, errors.New("STS proof is not addressed to the configured STS endpoint")
 	}
 	if err := checkProofBody(r.Body); err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
 	if ct := headerValues(r.Header, "Content-Type"); len(ct) > 1 ||
 		(len(ct) == 1 && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct[0])), "application/x-www-form-urlencoded")) {
-		return time.Time{}, errors.New("STS proof must be form-encoded")
+		return nil, errors.New("STS proof must be form-encoded")
 	}
 	if h := headerValues(r.Header, "Host"); len(h) > 1 || (len(h) == 1 && canonicalHost(u.Scheme, h[0]) != p.ep.host) {
-		return time.Time{}, errors.New("STS proof Host header does not match the STS endpoint")
+		return nil, errors.New("STS proof Host header does not match the STS endpoint")
 	}
 	for k := range r.Header {
 		if len(k) > 6 && strings.EqualFold(k[:6], "x-amz-") {
 			if _, ok := p.allowed[strings.ToLower(k)]; !ok {
-				return time.Time{}, fmt.Errorf("STS proof header %s is not allowed", truncate(textproto.CanonicalMIMEHeaderKey(k)))
+				return nil, fmt.Errorf("STS proof header %s is not allowed", truncate(textproto.CanonicalMIMEHeaderKey(k)))
 			}
 		}
 	}
 	s, err := splitSigned(r)
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
 	if s.presigned {
-		return time.Time{}, errors.New("STS proof must be signed in the Authorization header")
+		return nil, errors.New("STS proof must be signed in the Authorization header")
 	}
 	if s.auth.Service != "sts" || s.auth.Region != p.cfg.Region {
-		return time.Time{}, fmt.Errorf("STS proof credential scope must be %s/sts", p.cfg.Region)
+		return nil, fmt.Errorf("STS proof credential scope must be %s/sts", p.cfg.Region)
 	}
 	ids := headerValues(r.Header, p.idHeader)
 	if len(ids) == 0 {
-		return time.Time{}, fmt.Errorf("STS proof has no %s header", p.idHeader)
+		return nil, fmt.Errorf("STS proof has no %s header", p.idHeader)
 	}
 	if len(ids) > 1 || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(ids[0])), []byte(p.cfg.ServerID)) != 1 {
-		return time.Time{}, fmt.Errorf("STS proof %s header does not name this server", p.idHeader)
+		return nil, fmt.Errorf("STS proof %s header does not name this server", p.idHeader)
 	}
 	if !s.auth.Signs(p.idLower) {
-		return time.Time{}, fmt.Errorf("STS proof %s header is not signed", p.idHeader)
+		return nil, fmt.Errorf("STS proof %s header is not signed", p.idHeader)
 	}
 	now := p.now()
 	if d := now.Sub(s.signedAt); d > ProofLifetime || d < -ProofLifetime {
-		return time.Time{}, errors.New("STS proof signing time is more than 15 minutes from now")
+		return nil, errors.New("STS proof signing time is more than 15 minutes from now")
 	}
-	return s.signedAt, nil
+	return s, nil
 }
 
 // checkProofBody accepts exactly Action=GetCallerIdentity&Version=..., in
@@ -269,7 +269,7 @@ var forwardedHeaders = []string{"Authorization", "Content-Type"}
 
 // call forwards the proof and returns STS's 200 body. Transport problems
 // wrap identity.ErrUnavailable; STS refusing the proof is a CredentialError.
-func (p *STSProvider) call(ctx context.Context, r *identity.SignedRequest) ([]byte, error) {
+func (p *STSProvider) call(ctx context.Context, r *identity.SignedRequest, auth *Authorization) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.ep.url.String(), bytes.NewReader(r.Body))
@@ -278,8 +278,7 @@ func (p *STSProvider) call(ctx context.Context, r *identity.SignedRequest) ([]by
 	}
 	// Send only what the signature covers (plus Authorization and the
 	// content type): the caller controls nothing else STS sees.
-	s, _ := ParseAuthorization(headerValues(r.Header, "Authorization")[0])
-	for _, name := range s.SignedHeaders {
+	for _, name := range auth.SignedHeaders {
 		if name == "host" || name == "content-length" {
 			continue
 		}
