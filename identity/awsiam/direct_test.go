@@ -533,3 +533,43 @@ func TestAppendKeyEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCredentialFromHTTP(t *testing.T) {
+	p, _ := newSigV4Provider(t)
+	// A signed request as a front door sees it: extra proxy headers added.
+	r := signed(t, "POST", "https://orders.internal/v1/orders?x=1", []byte(`{}`), signOpts{})
+	h := r.Header.Clone()
+	h.Set("X-Forwarded-For", "10.0.0.1")
+	h.Set("X-Request-Id", "abc")
+	h.Set("Host", "orders.internal")
+	cred, found, err := CredentialFromHTTP("POST", r.URL, h, r.Body)
+	if err != nil || !found {
+		t.Fatalf("found=%v err=%v", found, err)
+	}
+	if _, err := p.Resolve(context.Background(), cred); err != nil {
+		t.Fatal(err)
+	}
+	pre := presigned(t, "GET", "https://orders.internal/v1/report", time.Minute, signOpts{})
+	if cred, found, _ := CredentialFromHTTP("GET", pre.URL, http.Header{"Host": {"orders.internal"}}, nil); !found {
+		t.Fatal("presigned URL not found")
+	} else if _, err := p.Resolve(context.Background(), cred); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := CredentialFromHTTP("GET", "https://orders.internal/", http.Header{"Authorization": {"Bearer x"}}, nil); found {
+		t.Fatal("bearer token taken for SigV4")
+	}
+	if _, found, err := CredentialFromHTTP("GET", "https://orders.internal/", http.Header{ProofHeader: {"!!"}}, nil); !found || err == nil {
+		t.Fatalf("bad proof header: found=%v err=%v", found, err)
+	}
+
+	sts := awsiamtest.New(t)
+	enc, _ := EncodeProofHeader(proof(t, sts, awsiamtest.Alice.Creds, nil))
+	cred, found, err = CredentialFromHTTP("GET", "https://app.internal/page", http.Header{"X-Authzd-Aws-Proof": {enc}, "Authorization": {"Bearer unrelated"}}, nil)
+	if err != nil || !found || cred.Request.URL != sts.URL() {
+		t.Fatalf("proof header: %v %v %+v", found, err, cred.Request)
+	}
+	pr, err := newSTSProvider(t, sts.URL()).Resolve(context.Background(), cred)
+	if err != nil || pr.Claims["user"] != "alice" {
+		t.Fatalf("%v %v", pr, err)
+	}
+}

@@ -190,3 +190,43 @@ func NewProof(ctx context.Context, creds aws.Credentials, o ProofOptions) (*iden
 	}
 	return &identity.SignedRequest{Method: req.Method, URL: req.URL.String(), Header: req.Header.Clone(), Body: []byte(proofBody)}, nil
 }
+
+// CredentialFromHTTP finds an AWS credential in a request seen by an HTTP
+// front door (Envoy ext_authz, forward-auth): an STS proof in the
+// X-Authzd-Aws-Proof header, or else the request itself when it is
+// SigV4-signed (an "AWS4-HMAC-SHA256 ..." Authorization header, or a
+// presigned URL). rawURL is the request's absolute URL (scheme, host, path
+// and query as received); body is the request body when the front door has
+// it (a signature over a body authzd did not see cannot verify).
+//
+// found is false when the request carries no AWS credential. An error means
+// one was found and is malformed: deny it, with the error as the reason.
+func CredentialFromHTTP(method, rawURL string, h http.Header, body []byte) (cred identity.Credential, found bool, err error) {
+	if v := headerValues(h, ProofHeader); len(v) > 0 {
+		if len(v) > 1 {
+			return identity.Credential{}, true, errors.New("more than one " + ProofHeader + " header")
+		}
+		r, err := ParseProofHeader(v[0])
+		if err != nil {
+			return identity.Credential{}, true, err
+		}
+		return identity.Credential{Kind: identity.KindAWSSigV4, Request: r}, true, nil
+	}
+	signed := false
+	for _, a := range headerValues(h, "Authorization") {
+		if strings.HasPrefix(a, algorithm+" ") {
+			signed = true
+		}
+	}
+	if !signed {
+		if i := strings.IndexByte(rawURL, '?'); i >= 0 && strings.Contains(rawURL[i:], "X-Amz-Algorithm=") {
+			signed = true
+		}
+	}
+	if !signed {
+		return identity.Credential{}, false, nil
+	}
+	return identity.Credential{Kind: identity.KindAWSSigV4, Request: &identity.SignedRequest{
+		Method: method, URL: rawURL, Header: h.Clone(), Body: body,
+	}}, true, nil
+}
