@@ -109,3 +109,32 @@ func BenchmarkBatchCheck(b *testing.B) {
 	}
 	_ = time.Second
 }
+
+// BenchmarkCheckSimpleRule is the floor of the flow: a one-comparison
+// policy, decision cache disabled, API key credential.
+//
+//	go test -run '^$' -bench 'BenchmarkCheckSimpleRule' -benchmem ./service
+func BenchmarkCheckSimpleRule(b *testing.B) {
+	dir := b.TempDir()
+	cfg := baseConfig(b, dir)
+	cfg.Cache.DecisionTTL = -1
+	writeFile(b, cfg.Policy.Paths[0]+"/rbac.rego", "package authzd\nimport rego.v1\ndefault decision := false\ndecision if input.action == \"documents:read\"\n")
+	key, _ := createKey(b, cfg.Identity.APIKeys.File, "svc-a", []string{"read"}, 0)
+	srv, err := service.New(context.Background(), cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := srv.Authorizer()
+	req := &authzdv1.CheckRequest{Credentials: apiKeyCreds(key), Action: "documents:read", Resource: doc("42")}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := a.Check(context.Background(), req)
+			if err != nil || !resp.Allowed {
+				b.Errorf("%v %v", resp, err)
+				return
+			}
+		}
+	})
+}
