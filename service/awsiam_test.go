@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"os"
@@ -144,7 +145,7 @@ func TestCheckWithAWSIAM(t *testing.T) {
 			t.Fatalf("denied: %v", resp.Reasons)
 		}
 		p := resp.Principal
-		if p.GetId() != "arn:aws:iam::123456789012:role/orders-api" || p.GetType() != "aws_iam" || p.GetProvider() != "aws-iam" {
+		if p.GetId() != "arn:aws:iam::123456789012:role/orders-api" || p.GetType() != "aws_iam" || p.GetProvider() != "aws-iam-sts" {
 			t.Fatalf("principal = %v", p)
 		}
 		claims := p.GetClaims().AsMap()
@@ -180,6 +181,23 @@ func TestCheckWithAWSIAM(t *testing.T) {
 		if resp.Allowed || resp.Reasons[0] != "unauthenticated: identity provider unavailable" {
 			t.Fatalf("allowed=%v reasons=%v", resp.Allowed, resp.Reasons)
 		}
+		// Readiness lists the failing provider without failing the server:
+		// other credentials still work.
+		r, err := http.Get("http://" + ts.httpAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var ready struct {
+			Ready  bool              `json:"ready"`
+			Checks map[string]string `json:"checks"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&ready); err != nil {
+			t.Fatal(err)
+		}
+		if !ready.Ready || !strings.HasPrefix(ready.Checks["identity/aws-iam-sts"], "unavailable: ") || ready.Checks["identity/aws-iam-sigv4"] != "ok" {
+			t.Fatalf("readyz = %+v", ready)
+		}
 	})
 
 	t.Run("direct SigV4 service call", func(t *testing.T) {
@@ -197,7 +215,7 @@ func TestCheckWithAWSIAM(t *testing.T) {
 		}
 		signed.Body = []byte(`{"invoice":"i-2"}`)
 		resp = check(t, sigv4Proto(signed), "invoices:create")
-		if resp.Allowed || resp.Reasons[0] != "unauthenticated: aws-iam: signature does not match" {
+		if resp.Allowed || resp.Reasons[0] != "unauthenticated: aws-iam-sigv4: signature does not match" {
 			t.Fatalf("tampered: allowed=%v reasons=%v", resp.Allowed, resp.Reasons)
 		}
 	})

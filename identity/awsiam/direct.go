@@ -116,15 +116,16 @@ func (s *Set) Watch(ctx context.Context, log *slog.Logger) {
 }
 
 // New builds the enabled providers from cfg (after WithDefaults), STS
-// first. name is the configured provider name, and each provider reports
-// it. The direct mode reads sigv4.keys_file with sigv4.encryption_key.
+// first, named name+"-sts" and name+"-sigv4" (distinct names keep their
+// readiness, errors and metrics apart). The direct mode reads
+// sigv4.keys_file with sigv4.encryption_key.
 func New(name string, cfg Config, opts ...Option) (*Set, error) {
 	if err := cfg.Validate(""); err != nil {
 		return nil, err
 	}
 	set := &Set{reload: cfg.SigV4.ReloadInterval}
 	if cfg.STS.Enabled {
-		p, err := NewSTSProvider(name, cfg, opts...)
+		p, err := NewSTSProvider(name+"-sts", cfg, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -139,7 +140,7 @@ func New(name string, cfg Config, opts ...Option) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sigv4.keys_file: %w", err)
 		}
-		p, err := NewSigV4Provider(name, cfg, store, opts...)
+		p, err := NewSigV4Provider(name+"-sigv4", cfg, store, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -6,7 +6,7 @@ import data.authzd
 
 orders_session := {
 	"id": "arn:aws:iam::123456789012:role/orders-api",
-	"provider": "aws-iam",
+	"provider": "aws-iam-sts",
 	"type": "aws_iam",
 	"groups": [],
 	"scopes": [],
@@ -22,7 +22,7 @@ orders_session := {
 
 alice := {
 	"id": "arn:aws:iam::123456789012:user/engineering/alice",
-	"provider": "aws-iam",
+	"provider": "aws-iam-sigv4",
 	"type": "aws_iam",
 	"groups": [],
 	"scopes": [],
