@@ -14,8 +14,9 @@
 // canonicalisation and matching, the proof header codec used by the HTTP
 // front doors, and the encrypted keys file.
 //
-// awsiam imports only the identity package from authzd; it must not import
-// rego, cache or service. Caching verified principals is the caller's job:
+// awsiam imports only the identity package from authzd (plus the AWS SDK's
+// arn parser, and its SigV4 signer for NewProof); it must not import rego,
+// cache or service. Caching verified principals is the caller's job:
 // STSProvider implements identity.Cacheable, SigV4Provider does not (so that
 // a removed key stops working on the next request).
 package awsiam

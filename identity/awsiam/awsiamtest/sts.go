@@ -1,8 +1,3 @@
-// Package awsiamtest runs a local AWS STS for tests: a real HTTP server
-// that verifies SigV4 signatures with known keys (recomputing them with the
-// AWS SDK signer) and answers sts:GetCallerIdentity in STS's own XML.
-//
-// It is test support only; production code must not import it.
 package awsiamtest
 
 import (
