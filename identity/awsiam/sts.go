@@ -137,8 +137,9 @@ func (p *STSProvider) Resolve(ctx context.Context, cred identity.Credential) (*i
 	}
 	body, err := p.call(ctx, r, s.auth)
 	if err != nil {
+		// A caller's own short deadline says nothing about STS.
 		var ce *identity.CredentialError
-		if !errors.As(err, &ce) {
+		if !errors.As(err, &ce) && ctx.Err() == nil {
 			p.lastErr.Store(&err)
 		}
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/authzd/authzd/identity"
 	"github.com/authzd/authzd/identity/awsiam/awsiamtest"
@@ -165,6 +166,15 @@ func TestSTSProofRejections(t *testing.T) {
 		{"wrong region", func(t *testing.T) *identity.SignedRequest {
 			return proof(t, sts, awsiamtest.Alice.Creds, func(o *ProofOptions) { o.Region = "eu-west-1" })
 		}, "credential scope must be us-east-1/sts", false},
+		{"wrong service", func(t *testing.T) *identity.SignedRequest {
+			req, _ := http.NewRequest("POST", sts.URL(), strings.NewReader(proofBody))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+			req.Header.Set(DefaultServerIDHeader, testServerID)
+			if err := v4.NewSigner().SignHTTP(context.Background(), awsiamtest.Alice.Creds, req, sha256Hex([]byte(proofBody)), "iam", "us-east-1", time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			return &identity.SignedRequest{Method: "POST", URL: sts.URL(), Header: req.Header, Body: []byte(proofBody)}
+		}, "credential scope must be us-east-1/sts", false},
 		{"GET instead of POST", func(t *testing.T) *identity.SignedRequest {
 			r := proof(t, sts, awsiamtest.Alice.Creds, nil)
 			r.Method = http.MethodGet
@@ -307,9 +317,25 @@ func TestSTSUnavailable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg := stsConfig(slow.URL + "/")
+		cfg.STS.Timeout = 50 * time.Millisecond
+		p, err = NewSTSProvider("aws-iam", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unavailable(t, p, r, "deadline exceeded")
+
+		// The caller's own deadline is honoured too, and does not mark STS
+		// as unready.
+		p = newSTSProvider(t, slow.URL+"/")
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		unavailableCtx(ctx, t, p, r, "deadline exceeded")
+		if _, err := p.Resolve(ctx, sigv4Cred(r)); !errors.Is(err, identity.ErrUnavailable) || !strings.Contains(err.Error(), "deadline exceeded") {
+			t.Fatalf("err = %v", err)
+		}
+		if err := p.Ready(); err != nil {
+			t.Fatalf("Ready after the caller's deadline = %v", err)
+		}
 	})
 
 	t.Run("ready again after a success", func(t *testing.T) {
