@@ -407,7 +407,7 @@ func (s *signedRequest) canonicalPrefix() (string, error) {
 		b.WriteByte(':')
 		if name == "host" {
 			if v := headerValues(s.header, "Host"); len(v) > 0 {
-				b.WriteString(canonicalHeaderValue(v[0]))
+				b.WriteString(stripExcessSpaces(v[0]))
 			} else {
 				b.WriteString(signingHost(s.url.Scheme, s.url.Host))
 			}
@@ -535,9 +535,16 @@ func escapePath(b *strings.Builder, p string) {
 	}
 }
 
-// canonicalHeaderValue trims the value and collapses runs of spaces.
+// canonicalHeaderValue trims the value and collapses runs of spaces, the
+// way the AWS signers do: spaces first, then any surrounding whitespace.
 func canonicalHeaderValue(v string) string {
-	v = strings.Trim(v, " \t")
+	return strings.TrimSpace(stripExcessSpaces(v))
+}
+
+// stripExcessSpaces trims leading and trailing spaces and collapses inner
+// runs of spaces to one.
+func stripExcessSpaces(v string) string {
+	v = strings.Trim(v, " ")
 	if !strings.Contains(v, "  ") {
 		return v
 	}
