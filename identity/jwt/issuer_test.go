@@ -192,7 +192,8 @@ func mint(t testing.TB, key any, hdr map[string]any, claims any) string {
 func enc(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // token mints a token signed by test key kname under kid with alg.
-func (ti *testIssuer) token(t testing.TB, kname, kid, alg string, claims map[string]any) string {
+// claims is a map or raw JSON (string).
+func (ti *testIssuer) token(t testing.TB, kname, kid, alg string, claims any) string {
 	t.Helper()
 	hdr := map[string]any{"alg": alg, "kid": kid, "typ": "JWT"}
 	return mint(t, testKeys()[kname], hdr, claims)

@@ -119,17 +119,30 @@ func (s *keySet) find(kid, alg string) (*pubKey, error) {
 // set is public, so an "oct" key in it would let anyone forge HMAC
 // tokens), encryption keys, private members, weak RSA, unknown types.
 func parseKeySet(body []byte, log *slog.Logger, issuer string) (*keySet, error) {
-	set, err := jwk.Parse(body)
-	if err != nil {
+	// Keys are parsed one by one, so one key the library refuses (a weak
+	// RSA modulus, an unknown kty) does not take the others down with it.
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("parse JWKS: %w", err)
 	}
 	ks := &keySet{byKid: map[string][]*pubKey{}}
 	skip := func(kid, why string) {
 		log.Warn("jwt: skipping key from key set", "issuer", issuer, "kid", kid, "reason", why)
 	}
-	for i := 0; i < set.Len() && len(ks.all) < maxKeys; i++ {
-		k, ok := set.Key(i)
-		if !ok {
+	for i, rawKey := range doc.Keys {
+		if i >= maxKeys {
+			skip("", fmt.Sprintf("more than %d keys", maxKeys))
+			break
+		}
+		k, err := jwk.ParseKey(rawKey)
+		if err != nil {
+			var hint struct {
+				Kid string `json:"kid"`
+			}
+			json.Unmarshal(rawKey, &hint)
+			skip(hint.Kid, "unparsable: "+err.Error())
 			continue
 		}
 		kid, _ := k.KeyID()

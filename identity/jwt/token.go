@@ -112,7 +112,8 @@ func (st *parseState) parse(tok string) (compact, error) {
 	}
 	d2 += d1 + 1
 	if n := strings.Count(tok[d2+1:], "."); n != 0 {
-		if n == 3 {
+		if n == 2 {
+			// Five segments: JWE compact serialization.
 			return c, reject("encrypted tokens (JWE) are not accepted", nil)
 		}
 		return c, reject("malformed token", errors.New("expected 3 segments"))
