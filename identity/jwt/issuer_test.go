@@ -91,13 +91,19 @@ func newIssuer(t testing.TB, path string, keys ...pubJWK) *testIssuer {
 	ti := &testIssuer{t: t, published: keys}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if ti.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
+		down := func() bool {
+			if ti.down.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return true
+			}
+			return false
 		}
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/.well-known/openid-configuration"):
 			ti.discoveryHits.Add(1)
+			if down() {
+				return
+			}
 			iss := ti.issuer
 			if p := ti.discIssuer.Load(); p != nil {
 				iss = *p
@@ -111,6 +117,9 @@ func newIssuer(t testing.TB, path string, keys ...pubJWK) *testIssuer {
 			})
 		case r.URL.Path == "/keys" || strings.HasSuffix(r.URL.Path, "/.well-known/jwks.json"):
 			ti.jwksHits.Add(1)
+			if down() {
+				return
+			}
 			if g := ti.gate.Load(); g != nil {
 				<-*g
 			}

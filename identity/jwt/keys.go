@@ -349,7 +349,8 @@ type keyManager struct {
 
 	keys    atomic.Pointer[keySet]
 	lastErr atomic.Pointer[error]
-	fetches atomic.Uint64
+	fetches atomic.Uint64 // fetches started
+	joined  atomic.Uint64 // callers that waited on a fetch already in flight
 
 	mu          sync.Mutex
 	call        *refreshCall
@@ -378,6 +379,8 @@ func (m *keyManager) refresh(ctx context.Context, force bool) error {
 		m.call = c
 		m.lastAttempt = time.Now()
 		go m.doRefresh(c)
+	} else {
+		m.joined.Add(1)
 	}
 	m.mu.Unlock()
 	select {
@@ -415,17 +418,17 @@ func (m *keyManager) doRefresh(c *refreshCall) {
 // run refreshes on schedule until the manager's context ends. After a
 // failure it retries sooner, backing off from minRefresh to every.
 func (m *keyManager) run() {
-	backoff := m.minRefresh
-	if backoff <= 0 {
-		backoff = time.Second
-	}
+	// A floor of one second keeps a tiny min_refresh_interval from
+	// turning retries against a down issuer into a busy loop.
+	floor := max(m.minRefresh, time.Second)
+	backoff := floor
 	for {
 		wait := m.every
 		if m.lastErr.Load() != nil {
 			wait = min(backoff, m.every)
 			backoff = min(backoff*2, m.every)
 		} else {
-			backoff = max(m.minRefresh, time.Second)
+			backoff = floor
 		}
 		t := time.NewTimer(wait)
 		select {
