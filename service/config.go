@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/authzd/authzd/cache"
+	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/rego"
 )
 
@@ -57,6 +58,9 @@ func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 // IdentityConfig configures the identity providers, tried in this order.
 type IdentityConfig struct {
 	APIKeys APIKeysConfig `yaml:"api_keys"`
+	// JWT configures JWT/OIDC issuers (Cognito, Auth0, Okta, OneLogin,
+	// FusionAuth, any OIDC issuer). Absent disables bearer JWTs.
+	JWT *jwt.Config `yaml:"jwt"`
 	// CacheTTL bounds how long a verified identity from an expensive
 	// provider (JWT, STS) is cached; the credential's expiry bounds it
 	// further. Default 5m; 0 after defaults means the default.
@@ -177,6 +181,11 @@ func (c Config) Validate() error {
 	if err := c.Policy.Validate(); err != nil {
 		return err
 	}
+	if j := c.Identity.JWT; j != nil {
+		if err := j.WithDefaults().Validate(); err != nil {
+			return fmt.Errorf("identity.jwt.%w", err)
+		}
+	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {
 		return errors.New("identity.cache_ttl and identity.negative_ttl must not be negative")
 	}
@@ -284,4 +293,9 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)
 	abs(&c.Identity.APIKeys.File)
+	if j := c.Identity.JWT; j != nil {
+		for i := range j.Issuers {
+			abs(&j.Issuers[i].JWKSFile)
+		}
+	}
 }

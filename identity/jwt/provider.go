@@ -60,6 +60,9 @@ type issuer struct {
 	tokenUses    []string // cognito only
 }
 
+// startupWait bounds how long New waits for the first key-set fetches.
+const startupWait = 5 * time.Second
+
 var statePool = sync.Pool{New: func() any { return new(parseState) }}
 
 // New builds the provider and makes a first attempt to fetch every
@@ -125,7 +128,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Provider, error) {
 		p.issuers = append(p.issuers, is)
 	}
 
-	// First fetch of every issuer in parallel, bounded by ctx.
+	// First fetch of every issuer in parallel. Start-up waits at most
+	// startupWait (and ctx); a slower fetch goes on in the background and
+	// its keys are used as soon as they arrive.
+	ctx, cancelWait := context.WithTimeout(ctx, startupWait)
+	defer cancelWait()
 	var wg sync.WaitGroup
 	for _, is := range p.issuers {
 		if is.keys == nil {
