@@ -206,3 +206,21 @@ identity:
 		t.Error("hmac_secret not expanded from the environment")
 	}
 }
+
+// The shipped JWT examples load and validate.
+func TestJWTExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "examples", "jwt", "*.yaml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		cfg, err := service.LoadConfig(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if cfg.Identity.JWT == nil || len(cfg.Identity.JWT.Issuers) == 0 {
+			t.Errorf("%s: no jwt issuers", f)
+		}
+	}
+}
