@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,5 +269,19 @@ func TestCacheTTLAndExpiry(t *testing.T) {
 	// An HMAC-only issuer needs no key set and is always ready.
 	if err := p.Ready(); err != nil {
 		t.Fatalf("Ready: %v", err)
+	}
+}
+
+func TestKeyFetchRefusesRedirectToPlainHTTP(t *testing.T) {
+	ti := newIssuer(t, "/redir", pubJWK{kid: "k1", key: "rsa1", alg: "RS256"})
+	redirector := newIssuer(t, "/r")
+	redirector.srv.Config.Handler = http.RedirectHandler("http://keys.example.invalid/jwks.json", http.StatusFound)
+	cfg := lifecycleCfg(ti)
+	cfg.JWKSURI = redirector.srv.URL + "/keys"
+	p := newProvider(t, redirector.client(), cfg)
+	err := p.Ready()
+	mustUnavailable(t, err)
+	if !strings.Contains(err.Error(), "must use https") {
+		t.Fatalf("Ready = %v; want the redirect refused", err)
 	}
 }

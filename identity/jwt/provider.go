@@ -106,9 +106,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Provider, error) {
 		}
 		is.clientClaims = presets[ic.Preset].clientClaims
 		if hasAsym {
-			client := opts.HTTPClient
-			if client == nil {
-				client = &http.Client{Timeout: ic.FetchTimeout}
+			client := &http.Client{Timeout: ic.FetchTimeout}
+			if opts.HTTPClient != nil {
+				c := *opts.HTTPClient
+				client = &c
+			}
+			if client.CheckRedirect == nil {
+				client.CheckRedirect = checkRedirect
 			}
 			is.keys = &keyManager{
 				src: &keySource{issuer: ic.Issuer, jwksURI: ic.JWKSURI, file: ic.JWKSFile,
@@ -159,6 +163,15 @@ func New(ctx context.Context, cfg Config, opts Options) (*Provider, error) {
 		}()
 	}
 	return p, nil
+}
+
+// checkRedirect keeps key fetches on https (or loopback) across
+// redirects, and short.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("too many redirects")
+	}
+	return checkFetchURL(req.URL.String())
 }
 
 // Close stops the background key refreshers. It is safe to call twice.
