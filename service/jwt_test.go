@@ -31,7 +31,7 @@ type oidcIssuer struct {
 	jwksHits atomic.Int64
 }
 
-func newOIDCIssuer(t *testing.T) *oidcIssuer {
+func newOIDCIssuer(t testing.TB) *oidcIssuer {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -61,7 +61,7 @@ func newOIDCIssuer(t *testing.T) *oidcIssuer {
 }
 
 // token mints an Okta-shaped access token.
-func (o *oidcIssuer) token(t *testing.T, kid string, claims map[string]any) string {
+func (o *oidcIssuer) token(t testing.TB, kid string, claims map[string]any) string {
 	t.Helper()
 	now := time.Now().Unix()
 	c := map[string]any{
@@ -223,4 +223,43 @@ func TestJWTExamplesLoad(t *testing.T) {
 			t.Errorf("%s: no jwt issuers", f)
 		}
 	}
+}
+
+// BenchmarkCheckJWT is the Check flow with a bearer JWT (RS256, Okta
+// shaped), the quickstart RBAC policy and the decision cache disabled: the
+// identity cache is warm after the first call, as it is for a caller that
+// reuses its token.
+//
+//	go test -run '^$' -bench 'BenchmarkCheckJWT' -benchmem ./service
+func BenchmarkCheckJWT(b *testing.B) {
+	idp := newOIDCIssuer(b)
+	dir := b.TempDir()
+	cfg := baseConfig(b, dir)
+	cfg.Cache.DecisionTTL = -1
+	cfg.Identity.JWT = &jwt.Config{Issuers: []jwt.IssuerConfig{{
+		Name: "okta", Preset: jwt.PresetOkta, Issuer: idp.issuer,
+		Audiences: []string{"api://default"}, ClientIDs: []string{"0oa-client"},
+	}}}
+	srv, err := service.New(context.Background(), cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := srv.Authorizer()
+	tok := idp.token(b, "k1", map[string]any{"scp": []string{"openid", "read"}, "groups": []string{"Everyone"}})
+	req := &authzdv1.CheckRequest{Credentials: bearerCreds(tok), Action: "documents:read", Resource: doc("42")}
+	resp, err := a.Check(context.Background(), req)
+	if err != nil || !resp.Allowed {
+		b.Fatalf("%v %v", resp, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := a.Check(context.Background(), req)
+			if err != nil || !resp.Allowed || resp.Cached {
+				b.Errorf("%v %v", resp, err)
+				return
+			}
+		}
+	})
 }
