@@ -249,3 +249,19 @@ func TestNotMine(t *testing.T) {
 		t.Error("Accepts: want bearer only")
 	}
 }
+
+// Explicit typing: an issuer that accepts only access tokens (typ at+jwt)
+// refuses its id tokens (typ JWT) and untyped tokens.
+func TestExplicitTyping(t *testing.T) {
+	ti := newIssuer(t, "/typ", pubJWK{kid: "k1", key: "rsa1", alg: "RS256"})
+	p := newProvider(t, ti.client(), IssuerConfig{
+		Name: "typed", Issuer: ti.issuer, Audiences: []string{"api://authzd"}, Types: []string{"at+jwt"},
+	})
+	rsa1 := testKeys()["rsa1"]
+	good := ti.claims(nil)
+	mustResolve(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1", "typ": "at+jwt"}, good))
+	mustResolve(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1", "typ": "application/AT+JWT"}, good))
+	mustReject(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}, good), "token type is not accepted")
+	mustReject(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1"}, good), "token type is not accepted")
+	mustReject(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1", "typ": 1}, good), "malformed")
+}

@@ -64,6 +64,11 @@ type IssuerConfig struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 	// RequiredClaims must be present (and not null) in every token.
 	RequiredClaims []string `yaml:"required_claims"`
+	// Types, when set, are the accepted typ header values (explicit typing,
+	// RFC 8725 section 3.11), e.g. [at+jwt] to accept only OAuth access
+	// tokens (RFC 9068). Compared case-insensitively, "application/"
+	// optional. A token without typ is then refused.
+	Types []string `yaml:"types"`
 	// Claims maps token claims to the principal.
 	Claims ClaimMapping `yaml:"claims"`
 	// Cognito configures the cognito preset.
@@ -356,6 +361,11 @@ func (c Config) Validate() error {
 		if ic.Claims.Subject == "" {
 			bad(k("claims.subject"), "required")
 		}
+		for _, ty := range ic.Types {
+			if normType(ty) == "" {
+				bad(k("types"), "empty type")
+			}
+		}
 		if ic.ClockSkew < 0 || ic.ClockSkew > 10*time.Minute {
 			bad(k("clock_skew"), "must be between 0 and 10m")
 		}
@@ -373,6 +383,13 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// normType is a typ value compared case-insensitively without the
+// optional "application/" prefix (RFC 7515 section 4.1.9).
+func normType(t string) string {
+	t = strings.ToLower(strings.TrimSpace(t))
+	return strings.TrimPrefix(t, "application/")
 }
 
 func hmacMinLen(alg string) int {

@@ -58,6 +58,7 @@ type issuer struct {
 	// clientClaims name the claims compared with client_ids.
 	clientClaims []string
 	tokenUses    []string // cognito only
+	types        []string // normalised accepted typ values
 }
 
 // startupWait bounds how long New waits for the first key-set fetches.
@@ -105,6 +106,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Provider, error) {
 			is.hmacSecret = []byte(ic.HMACSecret)
 		}
 		is.clientClaims = presets[ic.Preset].clientClaims
+		for _, ty := range ic.Types {
+			is.types = append(is.types, normType(ty))
+		}
 		if hasAsym {
 			client := &http.Client{Timeout: ic.FetchTimeout}
 			if opts.HTTPClient != nil {
@@ -254,6 +258,9 @@ func (p *Provider) verify(ctx context.Context, st *parseState, tok string) (*ide
 		return nil, p.name, reject("token issuer is not trusted", fmt.Errorf("iss %s", strconvQuote(string(issB))))
 	}
 	name := is.cfg.Name
+	if len(is.types) > 0 && !contains(is.types, normType(c.hdr.typ)) {
+		return nil, name, reject("token type is not accepted for this issuer", fmt.Errorf("typ %s", strconvQuote(c.hdr.typ)))
+	}
 	alg := c.hdr.alg
 	if !is.algs[alg] {
 		return nil, name, reject("token algorithm is not allowed for this issuer", fmt.Errorf("alg %s", strconvQuote(alg)))

@@ -43,6 +43,7 @@ const maxHeaderBytes = 2048
 type header struct {
 	alg string
 	kid string
+	typ string
 }
 
 // compact is a JWS split into its parts. payload is the decoded JSON and
@@ -226,6 +227,13 @@ func (st *parseState) parseHeader(raw []byte) (header, error) {
 				return
 			}
 			h.kid = string(s)
+		case "typ":
+			s, err := v.StringBytes()
+			if err != nil {
+				bad = reject("malformed token", errors.New("typ is not a string"))
+				return
+			}
+			h.typ = internTyp(s)
 		case "crit":
 			bad = reject("unsupported critical header", nil)
 		case "enc", "zip":
@@ -258,6 +266,19 @@ func internAlg(b []byte) string {
 		if string(b) == a {
 			return a
 		}
+	}
+	return string(b)
+}
+
+// internTyp avoids an allocation for the common typ values.
+func internTyp(b []byte) string {
+	switch string(b) {
+	case "JWT":
+		return "JWT"
+	case "at+jwt":
+		return "at+jwt"
+	case "application/at+jwt":
+		return "application/at+jwt"
 	}
 	return string(b)
 }
