@@ -355,6 +355,8 @@ type keyManager struct {
 	mu          sync.Mutex
 	call        *refreshCall
 	lastAttempt time.Time
+	closed      bool
+	running     sync.WaitGroup // fetch goroutines, waited for by close
 }
 
 type refreshCall struct {
@@ -362,13 +364,20 @@ type refreshCall struct {
 	err  error
 }
 
-var errRateLimited = errors.New("key set refresh rate-limited")
+var (
+	errRateLimited = errors.New("key set refresh rate-limited")
+	errClosed      = errors.New("provider closed")
+)
 
 // refresh fetches the key set now, or joins the fetch in flight. When
 // force is false and the last fetch started less than minRefresh ago, it
 // returns errRateLimited without fetching.
 func (m *keyManager) refresh(ctx context.Context, force bool) error {
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errClosed
+	}
 	c := m.call
 	if c == nil {
 		if !force && !m.lastAttempt.IsZero() && time.Since(m.lastAttempt) < m.minRefresh {
@@ -378,6 +387,7 @@ func (m *keyManager) refresh(ctx context.Context, force bool) error {
 		c = &refreshCall{done: make(chan struct{})}
 		m.call = c
 		m.lastAttempt = time.Now()
+		m.running.Add(1)
 		go m.doRefresh(c)
 	} else {
 		m.joined.Add(1)
@@ -392,6 +402,7 @@ func (m *keyManager) refresh(ctx context.Context, force bool) error {
 }
 
 func (m *keyManager) doRefresh(c *refreshCall) {
+	defer m.running.Done()
 	// The fetch is shared by every waiting request, so it runs on the
 	// manager's context with its own timeout rather than on one caller's.
 	ctx, cancel := context.WithTimeout(m.base, m.fetchTimeout)
@@ -413,6 +424,15 @@ func (m *keyManager) doRefresh(c *refreshCall) {
 	m.call = nil
 	m.mu.Unlock()
 	close(c.done)
+}
+
+// close refuses new fetches and waits for the one in flight, which the
+// cancelled base context cuts short.
+func (m *keyManager) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.running.Wait()
 }
 
 // run refreshes on schedule until the manager's context ends. After a

@@ -285,3 +285,24 @@ func TestKeyFetchRefusesRedirectToPlainHTTP(t *testing.T) {
 		t.Fatalf("Ready = %v; want the redirect refused", err)
 	}
 }
+
+func TestCloseStopsFetches(t *testing.T) {
+	ti := newIssuer(t, "/close", pubJWK{kid: "k1", key: "rsa1", alg: "RS256"})
+	p, err := New(context.Background(), Config{Issuers: []IssuerConfig{lifecycleCfg(ti)}}, Options{HTTPClient: ti.client(), Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	ti.gate.Store(&gate)
+	t.Cleanup(func() { close(gate) })
+	// A request starts a refresh that hangs in the issuer.
+	go p.Resolve(context.Background(), bearer(ti.token(t, "rsa1", "new-kid", "RS256", ti.claims(nil))))
+	waitFor(t, "the refresh to start", func() bool { return ti.jwksHits.Load() == 2 })
+	p.Close() // returns: the hanging fetch is cancelled
+	_, err = p.Resolve(context.Background(), bearer(ti.token(t, "rsa1", "other-kid", "RS256", ti.claims(nil))))
+	mustUnavailable(t, err)
+	if got := ti.jwksHits.Load(); got != 2 {
+		t.Fatalf("fetches after Close: %d hits, want 2", got)
+	}
+	p.Close() // idempotent
+}

@@ -182,6 +182,11 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 func (p *Provider) Close() {
 	p.closeOnce.Do(func() {
 		p.cancel()
+		for _, is := range p.issuers {
+			if is.keys != nil {
+				is.keys.close()
+			}
+		}
 		p.wg.Wait()
 	})
 }
