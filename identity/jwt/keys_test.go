@@ -152,6 +152,7 @@ func TestJWKSEndpointDown(t *testing.T) {
 	}
 	// Keys already fetched keep working after the failed refresh.
 	mustResolve(t, p, known)
+
 	if err := p.Ready(); err != nil {
 		t.Fatalf("Ready with cached keys: %v", err)
 	}
@@ -305,4 +306,24 @@ func TestCloseStopsFetches(t *testing.T) {
 		t.Fatalf("fetches after Close: %d hits, want 2", got)
 	}
 	p.Close() // idempotent
+}
+
+// While the last refresh has failed, an unknown kid stays "cannot tell",
+// even when a new refresh is rate-limited.
+func TestUnknownKidAfterFailedRefreshIsUnavailable(t *testing.T) {
+	ti := newIssuer(t, "/down2", pubJWK{kid: "k1", key: "rsa1", alg: "RS256"})
+	cfg := lifecycleCfg(ti)
+	cfg.MinRefreshInterval = time.Hour
+	p := newProvider(t, ti.client(), cfg)
+	ti.down.Store(true)
+	if err := p.issuers[0].keys.refresh(context.Background(), true); err == nil {
+		t.Fatal("refresh from a down issuer succeeded")
+	}
+	hits := ti.jwksHits.Load()
+	_, err := p.Resolve(context.Background(), bearer(ti.token(t, "rsa2", "k2", "RS256", ti.claims(nil))))
+	mustUnavailable(t, err)
+	if got := ti.jwksHits.Load(); got != hits {
+		t.Fatalf("rate-limited refresh fetched anyway (%d -> %d)", hits, got)
+	}
+	mustResolve(t, p, ti.token(t, "rsa1", "k1", "RS256", ti.claims(nil)))
 }

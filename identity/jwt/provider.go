@@ -319,8 +319,9 @@ func (is *issuer) key(ctx context.Context, kid, alg string) (*pubKey, error) {
 		if !errors.Is(err, errUnknownKid) {
 			return nil, reject(err.Error(), nil)
 		}
-		if rerr != nil && !errors.Is(rerr, errRateLimited) {
-			// Keys we hold do not have it and the issuer cannot be asked.
+		if rerr != nil && (!errors.Is(rerr, errRateLimited) || m.lastErr.Load() != nil) {
+			// Keys we hold do not have it and the issuer cannot be asked
+			// (or could not be, the last time): we cannot tell.
 			return nil, fmt.Errorf("%s: %w: key %s not in cached key set and refresh failed: %w",
 				is.cfg.Name, identity.ErrUnavailable, strconvQuote(kid), rerr)
 		}
