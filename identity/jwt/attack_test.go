@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,4 +265,42 @@ func TestExplicitTyping(t *testing.T) {
 	mustReject(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}, good), "token type is not accepted")
 	mustReject(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1"}, good), "token type is not accepted")
 	mustReject(t, p, mint(t, rsa1, map[string]any{"alg": "RS256", "kid": "k1", "typ": 1}, good), "malformed")
+}
+
+// Concurrent verifications share pooled parse buffers; each must see only
+// its own token.
+func TestConcurrentResolveKeepsTokensApart(t *testing.T) {
+	ti, _, p := attackSetup(t)
+	type tc struct {
+		tok, sub string // sub "" means the token must be refused
+	}
+	var cases []tc
+	for i := range 6 {
+		sub := "user-" + itoa(int64(i))
+		cases = append(cases,
+			tc{ti.token(t, "rsa1", "r1", "RS256", ti.claims(map[string]any{"sub": sub, "pad": strings.Repeat("x", i*300)})), sub},
+			tc{ti.token(t, "ec256", "e1", "ES256", ti.claims(map[string]any{"sub": sub + "-ec"})), sub + "-ec"},
+			tc{ti.token(t, "rsa2", "r1", "RS256", ti.claims(map[string]any{"sub": sub})), ""},
+		)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				c := cases[(g*7+i)%len(cases)]
+				pr, err := p.Resolve(context.Background(), bearer(c.tok))
+				switch {
+				case c.sub == "" && err == nil:
+					t.Errorf("forged token accepted as %q", pr.Subject)
+				case c.sub != "" && err != nil:
+					t.Errorf("valid token for %q refused: %v", c.sub, err)
+				case c.sub != "" && pr.Subject != c.sub:
+					t.Errorf("token for %q resolved to %q", c.sub, pr.Subject)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
