@@ -184,9 +184,13 @@ identity:
         clock_skew: 30s
       - name: local
         issuer: local-issuer
-        audiences: [api]
+        audiences: api
         jwks_file: keys/jwks.json
         refresh_interval: 1m
+        claims:
+          groups: roles
+          scopes: [scope, permissions]
+          copy: []
       - name: shared
         issuer: hs-issuer
         audiences: [api]
@@ -201,6 +205,10 @@ identity:
 	}
 	if want := filepath.Join(dir, "keys", "jwks.json"); iss[1].JWKSFile != want || iss[1].RefreshInterval != time.Minute {
 		t.Errorf("jwks_file = %q (want %q), refresh %s", iss[1].JWKSFile, want, iss[1].RefreshInterval)
+	}
+	if c := iss[1].Claims; len(iss[1].Audiences) != 1 || iss[1].Audiences[0] != "api" ||
+		len(c.Groups) != 1 || c.Groups[0] != "roles" || len(c.Scopes) != 2 || c.Copy == nil || len(c.Copy) != 0 {
+		t.Errorf("scalar and list forms: audiences %q claims %+v", iss[1].Audiences, c)
 	}
 	if iss[2].HMACSecret != "0123456789abcdef0123456789abcdef" {
 		t.Error("hmac_secret not expanded from the environment")

@@ -38,17 +38,17 @@ type IssuerConfig struct {
 	Issuer string `yaml:"issuer"`
 	// Audiences: when set, the token's aud (a string or an array) must
 	// contain one of them.
-	Audiences []string `yaml:"audiences"`
+	Audiences StringList `yaml:"audiences"`
 	// ClientIDs: when set, the client the token was issued to must be one of
 	// them. Which claim names the client depends on the preset: cognito
 	// client_id (access) or aud (id), okta cid, auth0 azp, fusionauth
 	// applicationId, otherwise client_id, azp or aud.
-	ClientIDs []string `yaml:"client_ids"`
+	ClientIDs StringList `yaml:"client_ids"`
 	// Algorithms allowed for this issuer. Default RS256, RS384, RS512,
 	// PS256, ES256, ES384, EdDSA (the cognito and okta presets: RS256).
 	// HS256/HS384/HS512 need hmac_secret and are never verified with a key
 	// from a JWKS.
-	Algorithms []string `yaml:"algorithms"`
+	Algorithms StringList `yaml:"algorithms"`
 	// JWKSURI is where the issuer's key set is fetched. Default: the
 	// jwks_uri of the issuer's OpenID discovery document
 	// (<issuer>/.well-known/openid-configuration).
@@ -63,12 +63,12 @@ type IssuerConfig struct {
 	// ClockSkew tolerated on exp, nbf and iat. Default 60s.
 	ClockSkew time.Duration `yaml:"clock_skew"`
 	// RequiredClaims must be present (and not null) in every token.
-	RequiredClaims []string `yaml:"required_claims"`
+	RequiredClaims StringList `yaml:"required_claims"`
 	// Types, when set, are the accepted typ header values (explicit typing,
 	// RFC 8725 section 3.11), e.g. [at+jwt] to accept only OAuth access
 	// tokens (RFC 9068). Compared case-insensitively, "application/"
 	// optional. A token without typ is then refused.
-	Types []string `yaml:"types"`
+	Types StringList `yaml:"types"`
 	// Claims maps token claims to the principal.
 	Claims ClaimMapping `yaml:"claims"`
 	// Cognito configures the cognito preset.
@@ -94,12 +94,12 @@ type ClaimMapping struct {
 	Subject string `yaml:"subject"`
 	// Groups are claims whose values (an array of strings, or one string)
 	// become principal.groups.
-	Groups []string `yaml:"groups"`
+	Groups StringList `yaml:"groups"`
 	// Scopes are claims whose values (a space-separated string or an array
 	// of strings) become principal.scopes.
-	Scopes []string `yaml:"scopes"`
+	Scopes StringList `yaml:"scopes"`
 	// Copy lists claims copied as they are into principal.claims.
-	Copy []string `yaml:"copy"`
+	Copy StringList `yaml:"copy"`
 }
 
 // CognitoConfig configures the cognito preset.
@@ -108,7 +108,35 @@ type CognitoConfig struct {
 	UserPoolID string `yaml:"user_pool_id"`
 	// TokenUses lists the accepted token_use values: access, id.
 	// Default [access].
-	TokenUses []string `yaml:"token_uses"`
+	TokenUses StringList `yaml:"token_uses"`
+}
+
+// StringList is a list of strings that YAML may also give as one string:
+// "audiences: api://default" or "audiences: [a, b]".
+type StringList []string
+
+// UnmarshalYAML accepts a scalar or a sequence. It uses the
+// library-neutral form of the interface, so the package needs no YAML
+// dependency.
+func (l *StringList) UnmarshalYAML(unmarshal func(any) error) error {
+	var many []string
+	if err := unmarshal(&many); err == nil {
+		if many == nil {
+			many = []string{}
+		}
+		*l = many
+		return nil
+	}
+	var one string
+	if err := unmarshal(&one); err != nil {
+		return err
+	}
+	if one == "" {
+		*l = StringList{}
+	} else {
+		*l = StringList{one}
+	}
+	return nil
 }
 
 // Presets.
