@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -411,9 +412,12 @@ func (m *keyManager) doRefresh(c *refreshCall) {
 	ks, err := m.src.fetch(ctx)
 	if err == nil {
 		ks.fetched = time.Now()
-		m.keys.Store(ks)
+		old := m.keys.Swap(ks)
 		m.lastErr.Store(nil)
-		m.log.Debug("jwt: key set refreshed", "issuer", m.name, "keys", len(ks.all))
+		if added, removed := diffKids(old, ks); old == nil || len(added)+len(removed) > 0 {
+			m.log.Info("jwt: issuer keys loaded", "issuer", m.name, "keys", len(ks.all),
+				"added", added, "removed", removed)
+		}
 	} else {
 		m.lastErr.Store(&err)
 		m.log.Warn("jwt: key set refresh failed", "issuer", m.name, "err", err,
@@ -424,6 +428,26 @@ func (m *keyManager) doRefresh(c *refreshCall) {
 	m.call = nil
 	m.mu.Unlock()
 	close(c.done)
+}
+
+// diffKids lists the key ids that appeared in and disappeared from a key
+// set, for the rotation log line.
+func diffKids(old, cur *keySet) (added, removed []string) {
+	for kid := range cur.byKid {
+		if old == nil || old.byKid[kid] == nil {
+			added = append(added, kid)
+		}
+	}
+	if old != nil {
+		for kid := range old.byKid {
+			if cur.byKid[kid] == nil {
+				removed = append(removed, kid)
+			}
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	return added, removed
 }
 
 // close refuses new fetches and waits for the one in flight, which the
