@@ -182,8 +182,8 @@ func (c Config) Validate() error {
 		return err
 	}
 	if j := c.Identity.JWT; j != nil {
-		if err := j.WithDefaults().Validate(); err != nil {
-			return fmt.Errorf("identity.jwt.%w", err)
+		if err := j.WithDefaults().ValidateAt("identity.jwt."); err != nil {
+			return err
 		}
 	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {

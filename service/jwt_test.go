@@ -161,10 +161,19 @@ func TestCheckWithJWT(t *testing.T) {
 func TestJWTConfigErrorsNameTheKey(t *testing.T) {
 	dir := t.TempDir()
 	cfg := baseConfig(t, dir)
-	cfg.Identity.JWT = &jwt.Config{Issuers: []jwt.IssuerConfig{{Name: "a", Issuer: "https://idp.example.com"}}}
+	cfg.Identity.JWT = &jwt.Config{Issuers: []jwt.IssuerConfig{
+		{Name: "a", Issuer: "https://idp.example.com"},
+		{Name: "b", Issuer: "https://idp2.example.com", Audiences: []string{"x"}, Algorithms: []string{"HS256"}},
+	}}
 	err := cfg.WithDefaults().Validate()
-	if err == nil || !strings.Contains(err.Error(), "identity.jwt.issuers[0].audiences") {
-		t.Fatalf("err = %v; want it to name identity.jwt.issuers[0].audiences", err)
+	if err == nil {
+		t.Fatal("invalid jwt config accepted")
+	}
+	// Every problem is reported, each with its full key.
+	for _, want := range []string{"identity.jwt.issuers[0].audiences:", "identity.jwt.issuers[1].algorithms:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v; want it to name %s", err, want)
+		}
 	}
 }
 

@@ -288,11 +288,15 @@ func (ic IssuerConfig) withDefaults() IssuerConfig {
 var cognitoPoolID = regexp.MustCompile(`^[a-z0-9-]+_[0-9A-Za-z]+$`)
 
 // Validate reports every problem in c (after WithDefaults), each naming
-// the key to fix, e.g. "identity.jwt.issuers[0].audiences".
-func (c Config) Validate() error {
+// the key to fix, e.g. "issuers[0].audiences: ...".
+func (c Config) Validate() error { return c.ValidateAt("") }
+
+// ValidateAt is Validate with every key prefixed, e.g. "identity.jwt.", so
+// each reported problem names the full path in the caller's file.
+func (c Config) ValidateAt(prefix string) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s%s: %s", prefix, key, fmt.Sprintf(format, args...)))
 	}
 	if c.MaxTokenBytes < 256 {
 		bad("max_token_bytes", "must be at least 256")
