@@ -14,6 +14,7 @@ import (
 
 	"github.com/authzd/authzd/cache"
 	"github.com/authzd/authzd/identity/awsiam"
+	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/rego"
 )
 
@@ -60,6 +61,9 @@ type IdentityConfig struct {
 	APIKeys APIKeysConfig `yaml:"api_keys"`
 	// AWSIAM verifies AWS IAM identities: STS proofs and direct SigV4.
 	AWSIAM awsiam.Config `yaml:"aws_iam"`
+	// JWT configures JWT/OIDC issuers (Cognito, Auth0, Okta, OneLogin,
+	// FusionAuth, any OIDC issuer). Absent disables bearer JWTs.
+	JWT *jwt.Config `yaml:"jwt"`
 	// CacheTTL bounds how long a verified identity from an expensive
 	// provider (JWT, STS) is cached; the credential's expiry bounds it
 	// further. Default 5m; 0 after defaults means the default.
@@ -181,6 +185,11 @@ func (c Config) Validate() error {
 	if err := c.Policy.Validate(); err != nil {
 		return err
 	}
+	if j := c.Identity.JWT; j != nil {
+		if err := j.WithDefaults().ValidateAt("identity.jwt."); err != nil {
+			return err
+		}
+	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {
 		return errors.New("identity.cache_ttl and identity.negative_ttl must not be negative")
 	}
@@ -292,4 +301,9 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.TLS.ClientCAFile)
 	abs(&c.Identity.APIKeys.File)
 	abs(&c.Identity.AWSIAM.SigV4.KeysFile)
+	if j := c.Identity.JWT; j != nil {
+		for i := range j.Issuers {
+			abs(&j.Issuers[i].JWKSFile)
+		}
+	}
 }
