@@ -45,6 +45,9 @@ type Authorizer struct {
 	decCache cache.Cache[*cachedDecision]
 	idFlight singleflight.Group
 	dcFlight singleflight.Group
+	// idLocal is the in-memory identity cache: idCache itself, or its
+	// memory tier when Redis is behind it.
+	idLocal cache.Cache[*resolved]
 	// redis is the shared tier behind both caches; nil without Redis.
 	redis *redisTier
 	// cacheable[k] is set when some provider of credential kind k is
@@ -65,6 +68,9 @@ type resolved struct {
 	fp        cache.Key
 	// err is set on a negative entry: a credential that failed verification.
 	err error
+	// revalidate marks entries of providers that must verify every request
+	// (API keys); the entry only saves rebuilding the derived values.
+	revalidate bool
 }
 
 // cachedDecision is what the decision cache stores.
@@ -94,6 +100,7 @@ func newAuthorizer(cfg Config, engine *rego.Engine, chain *identity.Chain, log *
 		decCache: cache.NewMemory[*cachedDecision](cfg.Cache.Memory),
 		ids:      newIDGen(),
 	}
+	a.idLocal = a.idCache
 	if cfg.Cache.DecisionTTL < 0 {
 		a.decCache = cache.Noop[*cachedDecision]{}
 	}
@@ -180,7 +187,9 @@ func credKey(c identity.Credential) cache.Key {
 
 // resolve verifies a credential. Results of Cacheable providers are cached
 // (positive until the credential's expiry, negative briefly); concurrent
-// identical lookups verify once.
+// identical lookups verify once. Other providers (API keys) verify on every
+// request, so revocation wins at once; when they return the same immutable
+// principal as last time, what was derived from it is reused.
 func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*resolved, error) {
 	if cred.Kind == identity.KindNone {
 		return anonymous, nil
@@ -189,17 +198,22 @@ func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*re
 		return nil, identity.Invalid("", cred.Kind.String()+" credentials are not accepted by this server", identity.ErrNoProvider)
 	}
 	key := credKey(cred)
+	// Kinds without a cacheable provider (API keys) verify every request;
+	// their entries only save rebuilding derived values, so they stay in
+	// this process's memory and never cost a Redis round trip.
+	idc := a.idCache
 	if !a.cacheable[cred.Kind] {
-		// No provider of this kind is cacheable: nothing to look up.
-	} else if r, ok := a.idCache.Get(ctx, key); ok {
-		a.metrics.identityHits.Inc()
-		if r.err != nil {
-			return nil, r.err
-		}
-		return r, nil
-	} else {
-		a.metrics.identityMisses.Inc()
+		idc = a.idLocal
 	}
+	cached, hit := idc.Get(ctx, key)
+	if hit && !cached.revalidate {
+		a.metrics.identityHits.Inc()
+		if cached.err != nil {
+			return nil, cached.err
+		}
+		return cached, nil
+	}
+	a.metrics.identityMisses.Inc()
 	v, err, _ := a.idFlight.Do(string(key[:]), func() (any, error) {
 		p, prov, err := a.chain.Resolve(ctx, cred)
 		cacheable, isCacheable := prov.(identity.Cacheable)
@@ -209,12 +223,26 @@ func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*re
 			}
 			return nil, err
 		}
+		if hit && cached.principal == p {
+			return cached, nil
+		}
 		r := newResolved(p)
+		ttl := a.idTTL
 		if isCacheable {
-			ttl := min(a.idTTL, cacheable.CacheTTL())
-			if !p.ExpiresAt.IsZero() {
-				ttl = min(ttl, time.Until(p.ExpiresAt))
-			}
+			ttl = min(ttl, cacheable.CacheTTL())
+		} else if cred.Request != nil {
+			// A signed request is unique per call: an entry would never
+			// be hit again.
+			return r, nil
+		} else {
+			r.revalidate = true
+		}
+		if !p.ExpiresAt.IsZero() {
+			ttl = min(ttl, time.Until(p.ExpiresAt))
+		}
+		if r.revalidate {
+			a.idLocal.Set(ctx, key, r, ttl)
+		} else {
 			a.idCache.Set(ctx, key, r, ttl)
 		}
 		return r, nil
@@ -525,24 +553,47 @@ func (a *Authorizer) response(ps *rego.PolicySet, id *resolved, d *cachedDecisio
 	}
 }
 
+// Key terms of the native input document, shared by every request: OPA
+// never mutates input terms.
+var (
+	termPrincipal  = ast.StringTerm("principal")
+	termAction     = ast.StringTerm("action")
+	termResource   = ast.StringTerm("resource")
+	termContext    = ast.StringTerm("context")
+	termType       = ast.StringTerm("type")
+	termID         = ast.StringTerm("id")
+	termAttributes = ast.StringTerm("attributes")
+	emptyObject    = ast.NewTerm(ast.NewObject())
+)
+
 // buildInput builds the native input document straight from the proto.
 func buildInput(id *resolved, args checkArgs) ast.Value {
 	res := args.resource
-	resource := ast.NewObject(
-		[2]*ast.Term{ast.StringTerm("type"), ast.StringTerm(res.GetType())},
-		[2]*ast.Term{ast.StringTerm("id"), ast.StringTerm(res.GetId())},
-		[2]*ast.Term{ast.StringTerm("attributes"), ast.NewTerm(rego.StructValue(res.GetAttributes()))},
-	)
-	kvs := make([][2]*ast.Term, 0, 4)
-	if id.value != nil {
-		kvs = append(kvs, [2]*ast.Term{ast.StringTerm("principal"), ast.NewTerm(id.value)})
+	attrs, ctx := emptyObject, emptyObject
+	if a := res.GetAttributes(); len(a.GetFields()) > 0 {
+		attrs = ast.NewTerm(rego.StructValue(a))
 	}
-	kvs = append(kvs,
-		[2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(args.action)},
-		[2]*ast.Term{ast.StringTerm("resource"), ast.NewTerm(resource)},
-		[2]*ast.Term{ast.StringTerm("context"), ast.NewTerm(rego.StructValue(args.context))},
+	if len(args.context.GetFields()) > 0 {
+		ctx = ast.NewTerm(rego.StructValue(args.context))
+	}
+	resource := ast.NewObject(
+		[2]*ast.Term{termType, ast.StringTerm(res.GetType())},
+		[2]*ast.Term{termID, ast.StringTerm(res.GetId())},
+		[2]*ast.Term{termAttributes, attrs},
 	)
-	return ast.NewObject(kvs...)
+	if id.value != nil {
+		return ast.NewObject(
+			[2]*ast.Term{termPrincipal, ast.NewTerm(id.value)},
+			[2]*ast.Term{termAction, ast.StringTerm(args.action)},
+			[2]*ast.Term{termResource, ast.NewTerm(resource)},
+			[2]*ast.Term{termContext, ctx},
+		)
+	}
+	return ast.NewObject(
+		[2]*ast.Term{termAction, ast.StringTerm(args.action)},
+		[2]*ast.Term{termResource, ast.NewTerm(resource)},
+		[2]*ast.Term{termContext, ctx},
+	)
 }
 
 // finish records metrics and the decision log line.

@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,9 +132,14 @@ func TestRedisFailureDuringChecks(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
-				// Distinct resources: a mix of cache hits and misses that
-				// must go to Redis (or be skipped).
-				id := string(rune('a'+w)) + string(rune('0'+i%50))
+				// Mostly new resources, so most checks miss the memory
+				// tier and go to Redis (or are skipped); every tenth
+				// repeats a recent one and is a memory hit.
+				n := i
+				if i%10 == 9 {
+					n = i - 1
+				}
+				id := strconv.Itoa(w) + "-" + strconv.Itoa(n)
 				resp, err := a.client.Check(context.Background(), &authzdv1.CheckRequest{Credentials: apiKeyCreds(reader), Action: "documents:read", Resource: doc(id)})
 				total.Add(1)
 				if err != nil || !resp.Allowed {

@@ -41,6 +41,11 @@ var identityCodec = cache.VersionedCodec[*resolved]{
 			if m.ErrorReason == "" {
 				m.ErrorReason = "invalid credential"
 			}
+		case r.revalidate:
+			// Entries of providers that verify every request (API keys)
+			// are local shortcuts, never shared: a replica that read one
+			// would skip the verification (and so a revocation).
+			return nil, errors.New("revalidating entries are not shared")
 		case r.err != nil:
 			return nil, errors.New("only credential errors are cached")
 		case r.principal == nil:
@@ -149,6 +154,7 @@ func newRedisTier(cfg cache.RedisConfig, a *Authorizer, memCfg cache.MemoryConfi
 		}), cache.TieredOptions{MaxLocalTTL: cfg.MaxLocalTTL})
 
 	a.idCache = t.idCache
+	a.idLocal = t.idCache.Local()
 	if _, off := a.decCache.(cache.Noop[*cachedDecision]); !off {
 		a.decCache = t.decCache
 	}

@@ -54,6 +54,11 @@ func TestIdentityCodecRoundTrip(t *testing.T) {
 	if _, err := identityCodec.Marshal(&resolved{err: identity.ErrUnavailable}); err == nil {
 		t.Fatal("an unavailable error was encoded; only credential errors may be cached")
 	}
+	rv := newResolved(p)
+	rv.revalidate = true
+	if _, err := identityCodec.Marshal(rv); err == nil {
+		t.Fatal("a revalidating entry (API key) was encoded; it must never be shared")
+	}
 }
 
 func TestDecisionCodecRoundTrip(t *testing.T) {
