@@ -2,6 +2,8 @@ package service_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/authzd/authzd/cache"
 	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
+	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/internal/redistest"
 	"github.com/authzd/authzd/service"
 )
@@ -160,6 +163,20 @@ func TestRedisFailureDuringChecks(t *testing.T) {
 	if st.Errors == 0 || st.Skipped == 0 {
 		t.Errorf("breaker stats during the outage = %+v; want errors and skipped calls counted", st)
 	}
+	// Skipped calls are visible to operators, and readiness names the
+	// outage without failing (checks are still answered).
+	if v := metricValue(t, a, "authzd_redis_skipped_total"); v == 0 {
+		t.Error("authzd_redis_skipped_total is 0 during the outage")
+	}
+	if resp, err := http.Get("http://" + a.httpAddr + "/readyz"); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"cache/redis":"unavailable`) && !strings.Contains(string(body), `"cache/redis":"probing`) {
+			t.Errorf("readyz during the outage: %d %s", resp.StatusCode, body)
+		}
+	}
 	rs.Restart()
 	eventually(t, "replica a writes to Redis again", func() bool {
 		st, _ := a.srv.RedisStats()
@@ -256,4 +273,95 @@ func TestRedisExampleConfig(t *testing.T) {
 	if cfg.Identity.APIKeys.Store != service.APIKeyStoreRedis || !cfg.Cache.Redis.Enabled() || cfg.Cache.Redis.ReadTimeout != 50*time.Millisecond {
 		t.Fatalf("example config = %+v", cfg)
 	}
+}
+
+// metricValue reads one sample from a replica's /metrics (the line that
+// starts with series, e.g. `authzd_redis_skipped_total` or
+// `authzd_redis_cache_hits_total{cache="identity"}`).
+func metricValue(t *testing.T, ts *testServer, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", series, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not exposed", series)
+	return 0
+}
+
+// TestRedisSharedJWTIdentity: a token verified by one replica is not
+// verified again by the other, which reads the identity from Redis; a bad
+// token's negative entry is shared too, so a flood of it across replicas
+// costs one key-set fetch.
+func TestRedisSharedJWTIdentity(t *testing.T) {
+	rs := redistest.Start(t)
+	idp := newOIDCIssuer(t)
+	a, b := redisPair(t, rs.Addr, func(c *service.Config) {
+		c.Identity.JWT = &jwt.Config{Issuers: []jwt.IssuerConfig{{
+			Name: "okta", Preset: jwt.PresetOkta, Issuer: idp.issuer,
+			Audiences: []string{"api://default"}, ClientIDs: []string{"0oa-client"},
+			MinRefreshInterval: time.Nanosecond, RefreshInterval: time.Hour,
+		}}}
+	})
+	ctx := context.Background()
+	checkTok := func(ts *testServer, tok, action string) *authzdv1.CheckResponse {
+		t.Helper()
+		resp, err := ts.client.Check(ctx, &authzdv1.CheckRequest{Credentials: bearerCreds(tok), Action: action, Resource: doc("1")})
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		return resp
+	}
+	const idHits = `authzd_redis_cache_hits_total{cache="identity"}`
+
+	reader := idp.token(t, "k1", map[string]any{"scp": []string{"openid", "read"}})
+	if r := checkTok(a, reader, "documents:read"); !r.Allowed {
+		t.Fatalf("replica a: %v", r.Reasons)
+	}
+	before := metricValue(t, b, idHits)
+	// A different action: the decision is not cached, the identity is.
+	r := checkTok(b, reader, "documents:list")
+	if r.GetPrincipal().GetId() != "okta:alice@example.com" || r.GetPrincipal().GetClaims().GetFields()["cid"].GetStringValue() != "0oa-client" {
+		t.Fatalf("replica b principal = %v", r.GetPrincipal())
+	}
+	if got := metricValue(t, b, idHits) - before; got != 1 {
+		t.Fatalf("replica b read %v identities from Redis, want 1 (the one a verified)", got)
+	}
+
+	bad := idp.token(t, "unknown-kid", map[string]any{"groups": []string{"admin"}})
+	fetches := idp.jwksHits.Load()
+	for i := range 20 {
+		ts := a
+		if i%2 == 1 {
+			ts = b
+		}
+		if r := checkTok(ts, bad, "documents:read"); r.Allowed || !strings.Contains(r.Reasons[0], "unknown key") {
+			t.Fatalf("unknown kid on replica %d: allowed=%v %v", i%2, r.Allowed, r.Reasons)
+		}
+	}
+	if got := idp.jwksHits.Load() - fetches; got != 1 {
+		t.Fatalf("20 identical bad tokens on two replicas caused %d key-set fetches, want 1", got)
+	}
+
+	// Flushing the principal drops its identity everywhere: b verifies
+	// again instead of reading Redis.
+	if _, err := admin(a).FlushCache(ctx, &authzdv1.FlushCacheRequest{PrincipalId: "okta:alice@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	misses := `authzd_cache_requests_total{cache="identity",outcome="miss"}`
+	eventually(t, "b drops the flushed identity", func() bool {
+		m := metricValue(t, b, misses)
+		checkTok(b, reader, "documents:read")
+		return metricValue(t, b, misses) == m+1
+	})
 }

@@ -186,6 +186,17 @@ func (t *redisTier) run(ctx context.Context) {
 
 func (t *redisTier) close() { _ = t.client.Close() }
 
+// status is the Redis tier's line in /readyz.
+func (t *redisTier) status() string {
+	switch t.breaker.State() {
+	case cache.BreakerOpen:
+		return "unavailable: breaker open, answering from memory and policy"
+	case cache.BreakerHalfOpen:
+		return "probing: breaker half-open"
+	}
+	return "ok"
+}
+
 // flushAll drops every entry on every replica: a new flush generation in
 // Redis, and a message that makes each replica clear its memory tier.
 func (t *redisTier) flushAll(ctx context.Context) error {

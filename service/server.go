@@ -146,6 +146,10 @@ func (s *Server) readiness() (bool, map[string]string) {
 		}
 		out["identity/"+p.Name()] = "ok"
 	}
+	if s.auth.redis != nil {
+		// Listed, never failing readiness: checks are answered without it.
+		out["cache/redis"] = s.auth.redis.status()
+	}
 	return ready, out
 }
 
