@@ -200,6 +200,8 @@ func (t *redisTier) status() string {
 // flushAll drops every entry on every replica: a new flush generation in
 // Redis, and a message that makes each replica clear its memory tier.
 func (t *redisTier) flushAll(ctx context.Context) error {
+	// This replica first, so a Redis failure still flushes it.
+	t.apply(ctx, cache.Invalidation{Kind: cache.InvalidateAll})
 	return t.inv.FlushAll(ctx)
 }
 

@@ -179,8 +179,23 @@ func (s *RedisStore) Lookup(ctx context.Context, id string) (*Record, error) {
 	return rec, nil
 }
 
+// maxLocalRecords bounds the in-memory copies, so a flood of made-up key
+// ids (each remembered as unknown) cannot grow memory without limit.
+const maxLocalRecords = 100_000
+
 func (s *RedisStore) remember(id string, rec *Record, exp time.Time) {
 	s.mu.Lock()
+	if len(s.local) >= maxLocalRecords {
+		now := s.now()
+		for k, l := range s.local {
+			if !now.Before(l.exp) || l.rec == nil {
+				delete(s.local, k)
+			}
+		}
+		if len(s.local) >= maxLocalRecords {
+			clear(s.local) // only a cache: the next lookups read Redis
+		}
+	}
 	s.local[id] = localRecord{rec: rec, exp: exp}
 	s.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +223,22 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 		total += time.Since(start)
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs-to-revoked")
+}
+
+// TestRedisStoreLocalBound: made-up ids remembered as unknown never grow
+// the in-memory copies past the bound, and known records survive a purge.
+func TestRedisStoreLocalBound(t *testing.T) {
+	s := NewRedisStore(nil, RedisStoreOptions{Prefix: "t:"})
+	far := time.Now().Add(time.Hour)
+	known := &Record{ID: "kkkkkkkkkkkkkkkk"}
+	s.remember(known.ID, known, far)
+	for i := range maxLocalRecords + 10 {
+		s.remember("unknown-"+strconv.Itoa(i), nil, far)
+		if n := len(s.local); n > maxLocalRecords {
+			t.Fatalf("%d local records, bound is %d", n, maxLocalRecords)
+		}
+	}
+	if l, ok := s.local[known.ID]; !ok || l.rec != known {
+		t.Fatal("a purge of unknown ids dropped a known record")
+	}
 }

@@ -23,10 +23,14 @@ const RequireEnv = "AUTHZD_REQUIRE_REDIS"
 func Binary(t testing.TB) string {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
+	msg := "redis-server not found in PATH: Redis tests need a local redis-server 7.0 or newer (Debian/Ubuntu: apt-get install redis-server)"
 	if err == nil {
-		return path
+		major, version := serverVersion(path)
+		if major >= 7 {
+			return path
+		}
+		msg = fmt.Sprintf("%s is Redis %s: the tests (and authzd) need 7.0 or newer", path, version)
 	}
-	msg := "redis-server not found in PATH: Redis tests need a local redis-server (Debian/Ubuntu: apt-get install redis-server)"
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("%s; %s=1 makes this a failure", msg, RequireEnv)
 	}
@@ -270,4 +274,30 @@ func StartSentinel(t testing.TB, master *Server, name string) *Server {
 	}
 	t.Fatalf("redistest: sentinel: %v", lastErr)
 	return nil
+}
+
+var (
+	versionOnce  sync.Once
+	versionMajor int
+	versionText  string
+)
+
+// serverVersion runs redis-server --version once ("Redis server v=7.0.15 ...").
+func serverVersion(path string) (int, string) {
+	versionOnce.Do(func() {
+		out, err := exec.Command(path, "--version").Output()
+		if err != nil {
+			versionText = "unknown (" + err.Error() + ")"
+			return
+		}
+		_, rest, ok := strings.Cut(string(out), "v=")
+		if !ok {
+			versionText = "unknown"
+			return
+		}
+		versionText, _, _ = strings.Cut(rest, " ")
+		major, _, _ := strings.Cut(versionText, ".")
+		versionMajor, _ = strconv.Atoi(major)
+	})
+	return versionMajor, versionText
 }
