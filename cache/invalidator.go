@@ -22,8 +22,6 @@ const (
 	InvalidateAll InvalidationKind = 'A'
 	// InvalidatePrincipal drops the entries of principal ID.
 	InvalidatePrincipal InvalidationKind = 'P'
-	// InvalidateAPIKey drops the entries derived from API key ID.
-	InvalidateAPIKey InvalidationKind = 'K'
 	// InvalidateResync is never sent: the Invalidator raises it locally when
 	// it may have missed messages (its subscription was re-established), so
 	// handlers drop everything they hold locally.
@@ -36,8 +34,6 @@ func (k InvalidationKind) String() string {
 		return "all"
 	case InvalidatePrincipal:
 		return "principal"
-	case InvalidateAPIKey:
-		return "api_key"
 	case InvalidateResync:
 		return "resync"
 	}
@@ -47,7 +43,7 @@ func (k InvalidationKind) String() string {
 // Invalidation is one message on the invalidation channel.
 type Invalidation struct {
 	Kind       InvalidationKind
-	ID         string // principal or API key id
+	ID         string // principal id
 	Generation uint64 // for InvalidateAll
 }
 
@@ -65,7 +61,7 @@ func (m Invalidation) MarshalBinary() ([]byte, error) {
 	switch m.Kind {
 	case InvalidateAll:
 		return strconv.AppendUint(b, m.Generation, 10), nil
-	case InvalidatePrincipal, InvalidateAPIKey:
+	case InvalidatePrincipal:
 		if m.ID == "" || len(m.ID) > MaxInvalidationID || !utf8.ValidString(m.ID) {
 			return nil, errors.New("cache: invalidation id must be 1-1024 bytes of UTF-8")
 		}
@@ -89,7 +85,7 @@ func ParseInvalidation(b []byte) (Invalidation, error) {
 			return Invalidation{}, errors.New("cache: invalidation message: bad generation")
 		}
 		m.Generation = n
-	case InvalidatePrincipal, InvalidateAPIKey:
+	case InvalidatePrincipal:
 		if len(p) == 0 || len(p) > MaxInvalidationID || !utf8.Valid(p) {
 			return Invalidation{}, errors.New("cache: invalidation message: bad id")
 		}
@@ -120,6 +116,11 @@ type Handler func(ctx context.Context, m Invalidation)
 // Invalidator spreads invalidations to every replica through Redis pub/sub
 // on one channel under the key prefix, and owns the shared flush
 // Generation.
+//
+// API-key revocations do not pass through here: the Redis key store
+// (identity/apikey) publishes them on its own channel, and identity entries
+// of API keys are re-verified on every request, so no cache entry outlives
+// a revocation.
 //
 // Delivery: pub/sub is at-most-once, so two safety nets back it: the flush
 // generation is re-read every Poll (a missed flush-all is applied within one
