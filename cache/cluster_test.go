@@ -79,3 +79,77 @@ func TestClusterSlotMigration(t *testing.T) {
 		t.Fatalf("EXISTS on the new owner = %d, %v; want 2", n, err)
 	}
 }
+
+// TestInvalidatorCluster runs two replicas on a Redis Cluster: the flush
+// generation (a Lua script on one key) and pub/sub work across masters.
+func TestInvalidatorCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	ctx := context.Background()
+	type replica struct {
+		inv    *cache.Invalidator
+		tiered *cache.Tiered[entry]
+	}
+	newReplica := func() *replica {
+		cfg := testRedisConfig(cl.Addrs()...)
+		cfg.Cluster = true
+		client := newClient(t, cfg)
+		inv := cache.NewInvalidator(client, "t:", cache.InvalidatorOptions{Poll: time.Hour})
+		r := cache.NewRedis(client, entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "cinv", Tag: entryTag, Generation: inv.Generation()})
+		rp := &replica{inv: inv, tiered: cache.NewTiered(cache.NewMemory[entry](cache.MemoryConfig{}), r, cache.TieredOptions{})}
+		inv.Handle(func(ctx context.Context, m cache.Invalidation) {
+			switch m.Kind {
+			case cache.InvalidateAll, cache.InvalidateResync:
+				rp.tiered.Local().Clear(ctx)
+			case cache.InvalidatePrincipal:
+				rp.tiered.DropLocalTag(m.ID)
+			}
+		})
+		inv.Start(ctx)
+		t.Cleanup(inv.Close)
+		select {
+		case <-inv.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatal("invalidator never subscribed")
+		}
+		return rp
+	}
+	a, b := newReplica(), newReplica()
+	localHas := func(rp *replica, k string) bool {
+		_, ok := rp.tiered.Local().Get(ctx, key(k))
+		return ok
+	}
+	// Entries of one principal spread over several masters.
+	for i := range 20 {
+		a.tiered.Set(ctx, key(fmt.Sprint("alice", i)), entry{Principal: "alice", N: uint64(i)}, time.Minute)
+		if _, ok := b.tiered.Get(ctx, key(fmt.Sprint("alice", i))); !ok {
+			t.Fatalf("b misses alice%d written by a", i)
+		}
+	}
+	b.tiered.Set(ctx, key("bob"), entry{Principal: "bob"}, time.Minute)
+	if err := a.tiered.FlushTag(ctx, "alice"); err != nil {
+		t.Fatalf("FlushTag across slots: %v", err)
+	}
+	if err := a.inv.Publish(ctx, cache.Invalidation{Kind: cache.InvalidatePrincipal, ID: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b drops alice locally", func() bool { return !localHas(b, "alice0") && !localHas(b, "alice19") })
+	for i := range 20 {
+		if _, ok := b.tiered.Get(ctx, key(fmt.Sprint("alice", i))); ok {
+			t.Fatalf("alice%d still in the cluster after FlushTag", i)
+		}
+	}
+	if !localHas(b, "bob") {
+		t.Fatal("flushing alice dropped bob")
+	}
+	if err := b.inv.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a sees the flush", func() bool {
+		ga, _ := a.inv.Generation().Current()
+		gb, _ := b.inv.Generation().Current()
+		return ga == gb
+	})
+	if _, ok := a.tiered.Get(ctx, key("bob")); ok {
+		t.Fatal("bob readable on a after flush-all")
+	}
+}

@@ -242,3 +242,31 @@ func TestRedisStoreLocalBound(t *testing.T) {
 		t.Fatal("a purge of unknown ids dropped a known record")
 	}
 }
+
+// TestRedisStoreCluster: every API-key key shares one hash tag, so the
+// transaction in Revoke and the listing work on a Redis Cluster.
+func TestRedisStoreCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	ctx := context.Background()
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), Protocol: 2, DisableIdentity: true, ReadTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+	s := NewRedisStore(client, RedisStoreOptions{Prefix: "t:"})
+	key, rec, err := s.Create(ctx, "svc-cluster", []string{"read"}, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProvider("apikey", s)
+	if pr, err := p.Resolve(ctx, identity.Credential{Kind: identity.KindAPIKey, Token: key}); err != nil || pr.ID != "svc-cluster" {
+		t.Fatalf("Resolve = %v, %v", pr, err)
+	}
+	if _, err := s.Revoke(ctx, rec.ID); err != nil {
+		t.Fatalf("Revoke on a cluster: %v", err)
+	}
+	if _, err := p.Resolve(ctx, identity.Credential{Kind: identity.KindAPIKey, Token: key}); !identity.IsInvalid(err) {
+		t.Fatalf("revoked key: %v", err)
+	}
+	list, err := s.List(ctx)
+	if err != nil || len(list) != 1 || list[0].RevokedAt.IsZero() {
+		t.Fatalf("List = %v, %v", list, err)
+	}
+}

@@ -86,11 +86,18 @@ func StartCluster(t testing.TB) *Cluster {
 			t.Fatalf("redistest: CLUSTER SET-CONFIG-EPOCH on %s: %v", s.Addr, err)
 		}
 	}
-	for i := 1; i < n; i++ {
-		host, port, _ := net.SplitHostPort(c.Nodes[i].Addr)
-		// The bus port is not port+10000 here, so MEET must name it.
-		if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, c.Nodes[i].busPort).Err(); err != nil {
-			t.Fatalf("redistest: CLUSTER MEET %s: %v", c.Nodes[i].Addr, err)
+	// Every node meets every other one, so nobody waits for gossip to
+	// learn about the third node.
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			if i == j {
+				continue
+			}
+			host, port, _ := net.SplitHostPort(c.Nodes[j].Addr)
+			// The bus port is not port+10000 here, so MEET must name it.
+			if err := clients[i].Do(ctx, "CLUSTER", "MEET", host, port, c.Nodes[j].busPort).Err(); err != nil {
+				t.Fatalf("redistest: CLUSTER MEET %s: %v", c.Nodes[j].Addr, err)
+			}
 		}
 	}
 	if err := c.waitOK(ctx, clients, 20*time.Second); err != nil {
