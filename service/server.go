@@ -72,9 +72,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s.auth = newAuthorizer(cfg, engine, providers.chain, log, s.metrics)
 	if cfg.Cache.Redis.Enabled() {
-		if _, err := newRedisTier(cfg.Cache.Redis, s.auth, cfg.Cache.Memory, log, s.metrics); err != nil {
+		rt, err := newRedisTier(cfg.Cache.Redis, s.auth, cfg.Cache.Memory, log, s.metrics)
+		if err != nil {
 			return nil, err
 		}
+		defer func() {
+			if !ok {
+				rt.close()
+			}
+		}()
 	}
 
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
