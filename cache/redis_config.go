@@ -152,74 +152,80 @@ func (c BreakerConfig) WithDefaults() BreakerConfig {
 	return c
 }
 
-// Validate reports the first problem, naming the key and the fix. Call it
-// on the result of WithDefaults. Key names are relative to the redis section.
-func (c RedisConfig) Validate() error {
+// Validate reports every problem, naming the key and the fix. Call it on
+// the result of WithDefaults. Keys are named under "redis.".
+func (c RedisConfig) Validate() error { return c.ValidateAt("redis.") }
+
+// ValidateAt is Validate with keys named under prefix, e.g. "cache.redis.".
+func (c RedisConfig) ValidateAt(prefix string) error {
 	if !c.Enabled() {
 		return nil
 	}
 	var errs []error
 	for i, a := range c.Addrs {
 		if a == "" || !strings.Contains(a, ":") {
-			errs = append(errs, fmt.Errorf("redis.addrs[%d]: %q is not host:port", i, a))
+			errs = append(errs, fmt.Errorf(prefix+"addrs[%d]: %q is not host:port", i, a))
 		}
 	}
 	switch c.Mode {
 	case RedisModeSingle:
 		if len(c.Addrs) != 1 {
-			errs = append(errs, fmt.Errorf("redis.addrs: mode single takes exactly one address, got %d (set mode: cluster or master_name for more)", len(c.Addrs)))
+			errs = append(errs, fmt.Errorf(prefix+"addrs: mode single takes exactly one address, got %d (set mode: cluster or master_name for more)", len(c.Addrs)))
 		}
 		if c.MasterName != "" {
-			errs = append(errs, errors.New("redis.master_name: only valid in mode sentinel"))
+			errs = append(errs, errors.New(prefix+"master_name: only valid in mode sentinel"))
 		}
 	case RedisModeSentinel:
 		if c.MasterName == "" {
-			errs = append(errs, errors.New("redis.master_name: required in mode sentinel (the name the Sentinels monitor)"))
+			errs = append(errs, errors.New(prefix+"master_name: required in mode sentinel (the name the Sentinels monitor)"))
 		}
 	case RedisModeCluster:
 		if c.DB != 0 {
-			errs = append(errs, errors.New("redis.db: Redis Cluster has only database 0; remove db"))
+			errs = append(errs, errors.New(prefix+"db: Redis Cluster has only database 0; remove db"))
 		}
 		if c.MasterName != "" {
-			errs = append(errs, errors.New("redis.master_name: not valid with mode cluster"))
+			errs = append(errs, errors.New(prefix+"master_name: not valid with mode cluster"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("redis.mode: %q is not one of single, sentinel, cluster", c.Mode))
+		errs = append(errs, fmt.Errorf(prefix+"mode: %q is not one of single, sentinel, cluster", c.Mode))
 	}
 	if c.Cluster && c.Mode != RedisModeCluster {
-		errs = append(errs, fmt.Errorf("redis.cluster: true conflicts with mode %q", c.Mode))
+		errs = append(errs, fmt.Errorf(prefix+"cluster: true conflicts with mode %q", c.Mode))
 	}
 	if c.DB < 0 {
-		errs = append(errs, errors.New("redis.db: must be >= 0"))
+		errs = append(errs, errors.New(prefix+"db: must be >= 0"))
 	}
-	for name, d := range map[string]time.Duration{
-		"dial_timeout": c.DialTimeout, "read_timeout": c.ReadTimeout, "write_timeout": c.WriteTimeout,
-		"invalidation_poll": c.InvalidationPoll, "breaker.open_for": c.Breaker.OpenFor,
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout},
+		{"invalidation_poll", c.InvalidationPoll}, {"breaker.open_for", c.Breaker.OpenFor},
 	} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("redis.%s: must be > 0, got %s", name, d))
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s%s: must be > 0, got %s", prefix, f.name, f.d))
 		}
 	}
 	if c.MaxLocalTTL < 0 {
-		errs = append(errs, errors.New("redis.max_local_ttl: must be >= 0 (0 means no cap)"))
+		errs = append(errs, errors.New(prefix+"max_local_ttl: must be >= 0 (0 means no cap)"))
 	}
 	if c.ReadTimeout > time.Second {
-		errs = append(errs, fmt.Errorf("redis.read_timeout: %s is too long for a cache on the Check path; use tens of milliseconds", c.ReadTimeout))
+		errs = append(errs, fmt.Errorf(prefix+"read_timeout: %s is too long for a cache on the Check path; use tens of milliseconds", c.ReadTimeout))
 	}
 	if c.PoolSize < 0 {
-		errs = append(errs, errors.New("redis.pool_size: must be > 0"))
+		errs = append(errs, errors.New(prefix+"pool_size: must be > 0"))
 	}
 	if c.Breaker.Failures < 1 {
-		errs = append(errs, errors.New("redis.breaker.failures: must be >= 1"))
+		errs = append(errs, errors.New(prefix+"breaker.failures: must be >= 1"))
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		errs = append(errs, errors.New("redis.tls: cert_file and key_file go together; set both or neither"))
+		errs = append(errs, errors.New(prefix+"tls: cert_file and key_file go together; set both or neither"))
 	}
 	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.ServerName != "") {
-		errs = append(errs, errors.New("redis.tls: files or server_name set but tls.enabled is false; set enabled: true"))
+		errs = append(errs, errors.New(prefix+"tls: files or server_name set but tls.enabled is false; set enabled: true"))
 	}
 	if c.KeyPrefix == "" {
-		errs = append(errs, errors.New("redis.key_prefix: must not be empty"))
+		errs = append(errs, errors.New(prefix+"key_prefix: must not be empty"))
 	}
 	return errors.Join(errs...)
 }

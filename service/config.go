@@ -236,9 +236,8 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		return errors.New("shutdown_timeout: must not be negative")
 	}
-	if err := c.Cache.Redis.Validate(); err != nil {
-		// RedisConfig names keys relative to its section.
-		return fmt.Errorf("cache.%w", err)
+	if err := c.Cache.Redis.ValidateAt("cache.redis."); err != nil {
+		return err
 	}
 	return nil
 }

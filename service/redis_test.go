@@ -199,9 +199,10 @@ func TestRedisFailureDuringChecks(t *testing.T) {
 // TestRedisConfigInService checks a bad Redis section stops start-up with
 // a message naming the key.
 func TestRedisConfigInService(t *testing.T) {
-	_, err := service.ParseConfig([]byte("policy:\n  paths: [p]\ncache:\n  redis:\n    addrs: [\"a:1\", \"b:2\"]\n    db: 3\n    cluster: true\n"), t.TempDir())
-	if err == nil || !containsAll(err.Error(), "cache.redis.db") {
-		t.Fatalf("error = %v; want one naming cache.redis.db", err)
+	_, err := service.ParseConfig([]byte("policy:\n  paths: [p]\ncache:\n  redis:\n    addrs: [\"a:1\", \"b:2\"]\n    db: 3\n    cluster: true\n    read_timeout: 5s\n"), t.TempDir())
+	// Every problem is reported, each with its full key.
+	if err == nil || !containsAll(err.Error(), "cache.redis.db:", "cache.redis.read_timeout:") {
+		t.Fatalf("error = %v; want it to name cache.redis.db and cache.redis.read_timeout", err)
 	}
 	cfg, err := service.ParseConfig([]byte("policy:\n  paths: [p]\ncache:\n  redis:\n    addrs: [\"127.0.0.1:6390\"]\n    key_prefix: \"x:\"\n"), t.TempDir())
 	if err != nil {
