@@ -100,6 +100,13 @@ func backends(t *testing.T) map[string]func(t *testing.T) (cache.Cache[entry], t
 			r := cache.NewRedis(newClient(t, testRedisConfig(s.Addr)), entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "conf", Tag: entryTag})
 			return r, redisTagFlusher{r}
 		},
+		"redis-signed": func(t *testing.T) (cache.Cache[entry], tagFlusher) {
+			s := redistest.Start(t)
+			r := cache.NewRedis(newClient(t, testRedisConfig(s.Addr)), entryCodec, cache.RedisOptions[entry]{
+				Prefix: "t:", Namespace: "conf", Tag: entryTag, ValueKey: []byte("0123456789abcdef0123456789abcdef"),
+			})
+			return r, redisTagFlusher{r}
+		},
 		"redis-cluster": func(t *testing.T) (cache.Cache[entry], tagFlusher) {
 			cl := redistest.StartCluster(t)
 			cfg := testRedisConfig(cl.Addrs()...)

@@ -2,10 +2,12 @@ package cache
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,11 @@ type RedisOptions[V any] struct {
 	// Generation is the shared flush generation. Caches on one client
 	// should share the Invalidator's. Nil: a generation of this namespace.
 	Generation *Generation
+	// ValueKey, when set, authenticates every value with HMAC-SHA256 over
+	// its Redis key and bytes: an entry written by anyone without the key
+	// (or moved to another key) is a miss, so write access to Redis is not
+	// enough to forge a cached decision. Every replica needs the same key.
+	ValueKey []byte
 }
 
 // Redis is a Cache stored in Redis. Values are encoded with a Codec inside a
@@ -49,6 +56,7 @@ type Redis[V any] struct {
 	breaker *Breaker
 	gen     *Generation
 	base    string // prefix + namespace + ":"
+	mac     []byte // HMAC key; nil: values are not authenticated
 	now     func() time.Time
 
 	hits, misses, decodeErrors atomic.Uint64
@@ -59,7 +67,12 @@ var _ Cache[int] = (*Redis[int])(nil)
 // envelopeVersion is the first byte of every value this package writes. It
 // is followed by the expiry (unix milliseconds, 8 bytes big-endian) and the
 // codec's own bytes, which start with the codec's format version.
-const envelopeVersion = 0xA1
+// envelopeSigned is the same followed by an HMAC-SHA256 of the Redis key and
+// everything before the MAC. A cache reads only the kind it writes.
+const (
+	envelopeVersion = 0xA1
+	envelopeSigned  = 0xA2
+)
 
 const envelopeHeader = 1 + 8
 
@@ -74,7 +87,7 @@ func NewRedis[V any](client redis.UniversalClient, codec Codec[V], opts RedisOpt
 	if g == nil {
 		g = NewGeneration(client, base+"gen")
 	}
-	return &Redis[V]{client: client, codec: codec, tag: opts.Tag, breaker: b, gen: g, base: base, now: time.Now}
+	return &Redis[V]{client: client, codec: codec, tag: opts.Tag, breaker: b, gen: g, base: base, mac: opts.ValueKey, now: time.Now}
 }
 
 // Breaker returns the breaker guarding this cache.
@@ -153,12 +166,13 @@ func (c *Redis[V]) GetWithExpiry(ctx context.Context, key Key) (V, time.Time, bo
 		c.misses.Add(1)
 		return zero, time.Time{}, false
 	}
-	b, err := c.client.Get(ctx, c.key(gen, key)).Bytes()
+	k := c.key(gen, key)
+	b, err := c.client.Get(ctx, k).Bytes()
 	if !c.done(ctx, err) || err != nil {
 		c.misses.Add(1)
 		return zero, time.Time{}, false
 	}
-	v, exp, err := c.decode(b)
+	v, exp, err := c.decode(k, b)
 	if err != nil || !exp.After(c.now()) {
 		if err != nil {
 			c.decodeErrors.Add(1)
@@ -170,14 +184,41 @@ func (c *Redis[V]) GetWithExpiry(ctx context.Context, key Key) (V, time.Time, bo
 	return v, exp, true
 }
 
-func (c *Redis[V]) decode(b []byte) (V, time.Time, error) {
+// errBadMAC is a value whose authentication failed.
+var errBadMAC = errors.New("cache: value authentication failed")
+
+func (c *Redis[V]) decode(redisKey string, b []byte) (V, time.Time, error) {
 	var zero V
-	if len(b) < envelopeHeader || b[0] != envelopeVersion {
+	want := byte(envelopeVersion)
+	if c.mac != nil {
+		want = envelopeSigned
+	}
+	if len(b) < envelopeHeader || b[0] != want {
 		return zero, time.Time{}, ErrUnknownVersion
+	}
+	if c.mac != nil {
+		if len(b) < envelopeHeader+sha256.Size {
+			return zero, time.Time{}, errBadMAC
+		}
+		body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+		if !hmac.Equal(sum, c.sign(nil, redisKey, body)) {
+			return zero, time.Time{}, errBadMAC
+		}
+		b = body
 	}
 	exp := time.UnixMilli(int64(binary.BigEndian.Uint64(b[1:envelopeHeader])))
 	v, err := c.codec.Unmarshal(b[envelopeHeader:])
 	return v, exp, err
+}
+
+// sign appends HMAC-SHA256(key, len(redisKey) || redisKey || body) to dst.
+func (c *Redis[V]) sign(dst []byte, redisKey string, body []byte) []byte {
+	m := hmac.New(sha256.New, c.mac)
+	var n [binary.MaxVarintLen64]byte
+	m.Write(n[:binary.PutUvarint(n[:], uint64(len(redisKey)))])
+	io.WriteString(m, redisKey)
+	m.Write(body)
+	return m.Sum(dst)
 }
 
 // Set stores value under key for ttl. Errors are counted and dropped.
@@ -193,11 +234,15 @@ func (c *Redis[V]) Set(ctx context.Context, key Key, value V, ttl time.Duration)
 	if !ok || !c.breaker.Allow() {
 		return
 	}
-	buf := make([]byte, envelopeHeader, envelopeHeader+len(data))
+	buf := make([]byte, envelopeHeader, envelopeHeader+len(data)+sha256.Size)
 	buf[0] = envelopeVersion
 	binary.BigEndian.PutUint64(buf[1:], uint64(c.now().Add(ttl).UnixMilli()))
 	buf = append(buf, data...)
 	k := c.key(gen, key)
+	if c.mac != nil {
+		buf[0] = envelopeSigned
+		buf = c.sign(buf, k, buf)
+	}
 
 	var tag string
 	if c.tag != nil {

@@ -64,6 +64,12 @@ type RedisConfig struct {
 	// KeyPrefix starts every key and the invalidation channel, so several
 	// deployments can share one Redis. Default "authzd:".
 	KeyPrefix string `yaml:"key_prefix"`
+	// ValueKey, when set, authenticates every cached value with
+	// HMAC-SHA256, so whoever can write to Redis still cannot forge a
+	// cached decision or identity: entries that do not verify are misses.
+	// At least 32 random bytes, the same on every replica; set it from the
+	// environment (${AUTHZD_CACHE_VALUE_KEY}). Changing it empties the cache.
+	ValueKey string `yaml:"value_key"`
 	// DialTimeout bounds connecting. Default 200ms.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReadTimeout and WriteTimeout bound each command. Default 50ms each.
@@ -226,6 +232,9 @@ func (c RedisConfig) ValidateAt(prefix string) error {
 	}
 	if c.KeyPrefix == "" {
 		errs = append(errs, errors.New(prefix+"key_prefix: must not be empty"))
+	}
+	if c.ValueKey != "" && len(c.ValueKey) < 32 {
+		errs = append(errs, fmt.Errorf("%svalue_key: %d bytes is too short; use at least 32 random bytes (e.g. openssl rand -hex 32)", prefix, len(c.ValueKey)))
 	}
 	return errors.Join(errs...)
 }

@@ -525,3 +525,54 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatal("hit while trusting the wrong CA")
 	}
 }
+
+// TestRedisValueKey: with a value key, entries are authenticated: a value
+// written without the key, with another key, forged, or copied to another
+// cache key is a miss.
+func TestRedisValueKey(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	client := newClient(t, testRedisConfig(s.Addr))
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	signed := cache.NewRedis(client, entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "mac", ValueKey: secret})
+	signed.Set(ctx, key("a"), entry{Principal: "p", N: 1}, time.Minute)
+	if v, ok := signed.Get(ctx, key("a")); !ok || v.N != 1 {
+		t.Fatalf("signed round trip: %v, %v", v, ok)
+	}
+	other := cache.NewRedis(client, entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "mac", ValueKey: []byte("another key of thirty-two bytes!")})
+	if _, ok := other.Get(ctx, key("a")); ok {
+		t.Fatal("a value signed with another key verified")
+	}
+	unsigned := cache.NewRedis(client, entryCodec, cache.RedisOptions[entry]{Prefix: "t:", Namespace: "mac"})
+	unsigned.Set(ctx, key("b"), entry{N: 2}, time.Minute)
+	if _, ok := signed.Get(ctx, key("b")); ok {
+		t.Fatal("an unsigned value was accepted by a cache with a value key")
+	}
+	if _, ok := unsigned.Get(ctx, key("a")); ok {
+		t.Fatal("a signed value was read by a cache without the key")
+	}
+
+	raw := s.Client(t)
+	ka, kc := "t:mac:0:"+key("a").String(), "t:mac:0:"+key("c").String()
+	good, err := raw.Get(ctx, ka).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Copied to another cache key: the MAC binds the value to its key.
+	raw.Set(ctx, kc, good, time.Minute)
+	if _, ok := signed.Get(ctx, key("c")); ok {
+		t.Fatal("a value copied to another key verified")
+	}
+	// Any flipped byte (expiry, payload, MAC) fails.
+	for i := range good {
+		forged := append([]byte(nil), good...)
+		forged[i] ^= 0x01
+		raw.Set(ctx, ka, forged, time.Minute)
+		if v, ok := signed.Get(ctx, key("a")); ok {
+			t.Fatalf("value with byte %d flipped read as %v", i, v)
+		}
+	}
+	if st := signed.Stats(); st.DecodeErrors == 0 || st.Breaker.Errors != 0 {
+		t.Fatalf("stats %+v; want decode errors counted and no Redis errors", st)
+	}
+}

@@ -27,6 +27,8 @@ func redisPair(t *testing.T, addr string, edit func(*service.Config)) (a, b *tes
 	cfg := baseConfig(t, dir)
 	cfg.Cache.Redis = cache.RedisConfig{
 		Addrs: []string{addr}, KeyPrefix: "e2e:",
+		// Values are authenticated; both replicas share the key.
+		ValueKey: "e2e-value-key-0123456789abcdef-0123",
 		// Generous for a loaded CI machine; the breaker test sets its own.
 		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, DialTimeout: 500 * time.Millisecond,
 		InvalidationPoll: 100 * time.Millisecond,

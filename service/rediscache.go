@@ -144,13 +144,17 @@ func newRedisTier(cfg cache.RedisConfig, a *Authorizer, memCfg cache.MemoryConfi
 	})
 	t.inv = cache.NewInvalidator(client, cfg.KeyPrefix, cache.InvalidatorOptions{Poll: cfg.InvalidationPoll, Logger: log})
 	gen := t.inv.Generation()
+	var valueKey []byte
+	if cfg.ValueKey != "" {
+		valueKey = []byte(cfg.ValueKey)
+	}
 	t.idCache = cache.NewTiered(cache.NewMemory[*resolved](memCfg),
 		cache.NewRedis(client, identityCodec, cache.RedisOptions[*resolved]{
-			Prefix: cfg.KeyPrefix, Namespace: redisIdentityNS, Tag: identityTag, Breaker: t.breaker, Generation: gen,
+			Prefix: cfg.KeyPrefix, Namespace: redisIdentityNS, Tag: identityTag, Breaker: t.breaker, Generation: gen, ValueKey: valueKey,
 		}), cache.TieredOptions{MaxLocalTTL: cfg.MaxLocalTTL})
 	t.decCache = cache.NewTiered(cache.NewMemory[*cachedDecision](memCfg),
 		cache.NewRedis(client, decisionCodec, cache.RedisOptions[*cachedDecision]{
-			Prefix: cfg.KeyPrefix, Namespace: redisDecisionNS, Tag: decisionTag, Breaker: t.breaker, Generation: gen,
+			Prefix: cfg.KeyPrefix, Namespace: redisDecisionNS, Tag: decisionTag, Breaker: t.breaker, Generation: gen, ValueKey: valueKey,
 		}), cache.TieredOptions{MaxLocalTTL: cfg.MaxLocalTTL})
 
 	a.idCache = t.idCache
