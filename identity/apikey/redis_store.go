@@ -361,7 +361,7 @@ func (s *RedisStore) Watch(ctx context.Context) {
 				subscribed = true
 				s.readyOnce.Do(func() { close(s.ready) })
 			case *redis.Message:
-				if _, err := Parse(Prefix + msg.Payload + "_" + strings.Repeat("a", secretLen)); err != nil {
+				if !validID(msg.Payload) {
 					s.opts.Logger.Warn("api key store: ignoring malformed message", "channel", s.channel)
 					continue
 				}
@@ -390,4 +390,18 @@ func (s *RedisStore) poll(ctx context.Context) {
 		s.forgetAll()
 	}
 	s.revSeen.Store(true)
+}
+
+// validID reports whether id has the shape of a key id (16 lowercase
+// base32 characters).
+func validID(id string) bool {
+	if len(id) != idLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
 }

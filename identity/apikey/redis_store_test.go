@@ -135,6 +135,18 @@ func TestRedisStore(t *testing.T) {
 	}
 }
 
+func TestValidID(t *testing.T) {
+	_, id, err := Generate()
+	if err != nil || !validID(id) {
+		t.Fatalf("generated id %q not valid (%v)", id, err)
+	}
+	for _, bad := range []string{"", "short", "AAAAAAAAAAAAAAAA", "aaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaa_"} {
+		if validID(bad) {
+			t.Errorf("validID(%q) = true", bad)
+		}
+	}
+}
+
 func TestDecodeRecordRejectsJunk(t *testing.T) {
 	good := `{"id":"aaaaaaaaaaaaaaaa","hash":"sha256:` + strings.Repeat("0", 64) + `","owner":"o","created_at":"2026-01-01T00:00:00Z"}`
 	if _, err := decodeRecord("aaaaaaaaaaaaaaaa", map[string]string{"record": good}); err != nil {
