@@ -28,20 +28,20 @@ import (
 //
 // authzd adds input.principal when a credential in the request resolved.
 
-// errBadRequest wraps errors caused by the request itself (a path, query,
+// errEnvoyBadRequest wraps errors caused by the request itself (a path, query,
 // content-length or body that does not parse, missing attributes). The
 // plugin answers those with a denied response, HTTP 400.
-var errBadRequest = errors.New("bad request")
+var errEnvoyBadRequest = errors.New("bad request")
 
-type badRequestError struct{ err error }
+type envoyBadRequestError struct{ err error }
 
-func (e *badRequestError) Error() string { return e.err.Error() }
-func (e *badRequestError) Unwrap() []error {
-	return []error{errBadRequest, e.err}
+func (e *envoyBadRequestError) Error() string { return e.err.Error() }
+func (e *envoyBadRequestError) Unwrap() []error {
+	return []error{errEnvoyBadRequest, e.err}
 }
 
-func badRequest(format string, args ...any) error {
-	return &badRequestError{err: fmt.Errorf(format, args...)}
+func envoyBadRequest(format string, args ...any) error {
+	return &envoyBadRequestError{err: fmt.Errorf(format, args...)}
 }
 
 var (
@@ -72,19 +72,19 @@ func envoyInput(req *authv3.CheckRequest, opts envoyInputOptions) (ast.Object, e
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	if httpReq == nil {
 		// Same check and outcome as the plugin: a 400.
-		return nil, badRequest("missing required attributes in v3 CheckRequest")
+		return nil, envoyBadRequest("missing required attributes in v3 CheckRequest")
 	}
 	v, err := protoToValue(req.ProtoReflect())
 	if err != nil {
 		// Envoy never sends what protojson refuses; treat it as malformed.
-		return nil, badRequest("converting CheckRequest: %v", err)
+		return nil, envoyBadRequest("converting CheckRequest: %v", err)
 	}
 	input := v.(ast.Object)
 	input.Insert(keyVersion, ast.NewTerm(envoyVersion))
 
 	parsedPath, parsedQuery, err := parsePathAndQuery(httpReq.GetPath())
 	if err != nil {
-		return nil, badRequest("error parsing path and query: %v", err)
+		return nil, envoyBadRequest("error parsing path and query: %v", err)
 	}
 	input.Insert(keyParsedPath, ast.NewTerm(parsedPath))
 	input.Insert(keyParsedQuery, ast.NewTerm(parsedQuery))
@@ -92,7 +92,7 @@ func envoyInput(req *authv3.CheckRequest, opts envoyInputOptions) (ast.Object, e
 	if !opts.SkipBodyParse {
 		body, truncated, err := parseBody(httpReq.GetHeaders(), httpReq.GetBody(), httpReq.GetRawBody())
 		if err != nil {
-			return nil, badRequest("error parsing request body: %v", err)
+			return nil, envoyBadRequest("error parsing request body: %v", err)
 		}
 		input.Insert(keyParsedBody, ast.NewTerm(body))
 		input.Insert(keyTruncatedBody, ast.BooleanTerm(truncated))

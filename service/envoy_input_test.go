@@ -364,7 +364,7 @@ func TestEnvoyInputBadRequests(t *testing.T) {
 				t.Fatalf("the reference accepts this request; the case is wrong")
 			}
 			_, err := envoyInput(req, envoyInputOptions{})
-			if !errors.Is(err, errBadRequest) {
+			if !errors.Is(err, errEnvoyBadRequest) {
 				t.Fatalf("got %v, want a bad-request error", err)
 			}
 		})
@@ -440,7 +440,7 @@ func FuzzEnvoyInput(f *testing.F) {
 			t.Fatalf("plugin error %v, ours %v", werr, gerr)
 		}
 		if gerr != nil {
-			if !errors.Is(gerr, errBadRequest) {
+			if !errors.Is(gerr, errEnvoyBadRequest) {
 				t.Fatalf("error not marked as a bad request: %v", gerr)
 			}
 			return

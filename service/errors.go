@@ -1,0 +1,46 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// The one place where errors become gRPC status codes. Internal causes stay
+// in logs; callers get a public message.
+
+var (
+	// errNoPolicy means no policy set has compiled yet.
+	errNoPolicy = errors.New("no policy loaded yet")
+)
+
+// invalidArgument is a malformed request; its message is public.
+type invalidArgument struct{ msg string }
+
+func (e *invalidArgument) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &invalidArgument{msg: fmt.Sprintf(format, args...)}
+}
+
+// toStatus maps an error from the Check flow to a gRPC status.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ia *invalidArgument
+	switch {
+	case errors.As(err, &ia):
+		return status.Error(codes.InvalidArgument, ia.msg)
+	case errors.Is(err, errNoPolicy):
+		return status.Error(codes.Unavailable, "authzd has no policy loaded yet")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded before a decision was made")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	}
+	return status.Error(codes.Internal, "internal error")
+}
