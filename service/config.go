@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -30,6 +31,8 @@ type Config struct {
 	Identity   IdentityConfig `yaml:"identity"`
 	Cache      CacheConfig    `yaml:"cache"`
 	Limits     Limits         `yaml:"limits"`
+	// Envoy configures the Envoy ext_authz service and the HTTP front doors.
+	Envoy EnvoyConfig `yaml:"envoy"`
 	// DecisionLog writes one JSON line per decision to stderr.
 	DecisionLog DecisionLogConfig `yaml:"decision_log"`
 	// ShutdownTimeout bounds how long in-flight checks may take to finish
@@ -127,6 +130,10 @@ func (c Config) WithDefaults() Config {
 		c.TLS.ReloadInterval = 10 * time.Second
 	}
 	c.Policy = c.Policy.WithDefaults()
+	c.Envoy = c.Envoy.WithDefaults()
+	if q := c.Envoy.Query(); !slices.Contains(c.Policy.ExtraQueries, q) {
+		c.Policy.ExtraQueries = append(slices.Clip(c.Policy.ExtraQueries), q)
+	}
 	if c.Identity.CacheTTL == 0 {
 		c.Identity.CacheTTL = DefaultIdentityTTL
 	}
@@ -175,6 +182,9 @@ func (c Config) Validate() error {
 		return errors.New("tls.client_ca_file: mutual TLS needs tls.cert_file and tls.key_file too")
 	}
 	if err := c.Policy.Validate(); err != nil {
+		return err
+	}
+	if err := c.Envoy.Validate(); err != nil {
 		return err
 	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {
