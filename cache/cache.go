@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
-	"io"
+	"sync"
 	"time"
 )
 
@@ -31,16 +31,21 @@ type Cache[V any] interface {
 }
 
 // KeyBuilder writes typed, length-prefixed fields into SHA-256.
-// The zero value is not usable; call NewKeyBuilder.
+// The zero value is not usable; call NewKeyBuilder. Builders are pooled:
+// Sum returns the builder to the pool, so it must not be used afterwards.
 type KeyBuilder struct {
-	h   hash.Hash
-	buf [binary.MaxVarintLen64 + 1]byte
+	h       hash.Hash
+	buf     [binary.MaxVarintLen64 + 1]byte
+	scratch []byte
 }
+
+var builders = sync.Pool{New: func() any { return &KeyBuilder{h: sha256.New(), scratch: make([]byte, 0, 256)} }}
 
 // NewKeyBuilder starts a key in namespace ns (e.g. "decision/v1"), so keys
 // of different kinds never collide.
 func NewKeyBuilder(ns string) *KeyBuilder {
-	b := &KeyBuilder{h: sha256.New()}
+	b := builders.Get().(*KeyBuilder)
+	b.h.Reset()
 	b.String(ns)
 	return b
 }
@@ -54,7 +59,14 @@ func (b *KeyBuilder) field(tag byte, n int) {
 // String adds a string field.
 func (b *KeyBuilder) String(s string) *KeyBuilder {
 	b.field('s', len(s))
-	io.WriteString(b.h, s)
+	// Copy through a reused buffer: sha256 has no WriteString, and
+	// io.WriteString would allocate a []byte per field.
+	for len(s) > 0 {
+		n := min(len(s), cap(b.scratch))
+		b.scratch = append(b.scratch[:0], s[:n]...)
+		b.h.Write(b.scratch)
+		s = s[n:]
+	}
 	return b
 }
 
@@ -82,10 +94,11 @@ func (b *KeyBuilder) Strings(ss []string) *KeyBuilder {
 	return b
 }
 
-// Sum returns the key.
+// Sum returns the key and releases the builder.
 func (b *KeyBuilder) Sum() Key {
 	var k Key
 	b.h.Sum(k[:0])
+	builders.Put(b)
 	return k
 }
 

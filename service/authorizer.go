@@ -59,6 +59,9 @@ type resolved struct {
 	fp        cache.Key
 	// err is set on a negative entry: a credential that failed verification.
 	err error
+	// revalidate marks entries of providers that must verify every request
+	// (API keys); the entry only saves rebuilding the derived values.
+	revalidate bool
 }
 
 // cachedDecision is what the decision cache stores.
@@ -166,7 +169,9 @@ func credKey(c identity.Credential) cache.Key {
 
 // resolve verifies a credential. Results of Cacheable providers are cached
 // (positive until the credential's expiry, negative briefly); concurrent
-// identical lookups verify once.
+// identical lookups verify once. Other providers (API keys) verify on every
+// request, so revocation wins at once; when they return the same immutable
+// principal as last time, what was derived from it is reused.
 func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*resolved, error) {
 	if cred.Kind == identity.KindNone {
 		return anonymous, nil
@@ -175,12 +180,13 @@ func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*re
 		return nil, identity.Invalid("", cred.Kind.String()+" credentials are not accepted by this server", identity.ErrNoProvider)
 	}
 	key := credKey(cred)
-	if r, ok := a.idCache.Get(ctx, key); ok {
+	cached, hit := a.idCache.Get(ctx, key)
+	if hit && !cached.revalidate {
 		a.metrics.identityHits.Inc()
-		if r.err != nil {
-			return nil, r.err
+		if cached.err != nil {
+			return nil, cached.err
 		}
-		return r, nil
+		return cached, nil
 	}
 	a.metrics.identityMisses.Inc()
 	v, err, _ := a.idFlight.Do(string(key[:]), func() (any, error) {
@@ -192,14 +198,20 @@ func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*re
 			}
 			return nil, err
 		}
-		r := newResolved(p)
-		if isCacheable {
-			ttl := min(a.idTTL, cacheable.CacheTTL())
-			if !p.ExpiresAt.IsZero() {
-				ttl = min(ttl, time.Until(p.ExpiresAt))
-			}
-			a.idCache.Set(ctx, key, r, ttl)
+		if hit && cached.principal == p {
+			return cached, nil
 		}
+		r := newResolved(p)
+		ttl := a.idTTL
+		if isCacheable {
+			ttl = min(ttl, cacheable.CacheTTL())
+		} else {
+			r.revalidate = true
+		}
+		if !p.ExpiresAt.IsZero() {
+			ttl = min(ttl, time.Until(p.ExpiresAt))
+		}
+		a.idCache.Set(ctx, key, r, ttl)
 		return r, nil
 	})
 	if err != nil {
@@ -508,24 +520,47 @@ func (a *Authorizer) response(ps *rego.PolicySet, id *resolved, d *cachedDecisio
 	}
 }
 
+// Key terms of the native input document, shared by every request: OPA
+// never mutates input terms.
+var (
+	termPrincipal  = ast.StringTerm("principal")
+	termAction     = ast.StringTerm("action")
+	termResource   = ast.StringTerm("resource")
+	termContext    = ast.StringTerm("context")
+	termType       = ast.StringTerm("type")
+	termID         = ast.StringTerm("id")
+	termAttributes = ast.StringTerm("attributes")
+	emptyObject    = ast.NewTerm(ast.NewObject())
+)
+
 // buildInput builds the native input document straight from the proto.
 func buildInput(id *resolved, args checkArgs) ast.Value {
 	res := args.resource
-	resource := ast.NewObject(
-		[2]*ast.Term{ast.StringTerm("type"), ast.StringTerm(res.GetType())},
-		[2]*ast.Term{ast.StringTerm("id"), ast.StringTerm(res.GetId())},
-		[2]*ast.Term{ast.StringTerm("attributes"), ast.NewTerm(rego.StructValue(res.GetAttributes()))},
-	)
-	kvs := make([][2]*ast.Term, 0, 4)
-	if id.value != nil {
-		kvs = append(kvs, [2]*ast.Term{ast.StringTerm("principal"), ast.NewTerm(id.value)})
+	attrs, ctx := emptyObject, emptyObject
+	if a := res.GetAttributes(); len(a.GetFields()) > 0 {
+		attrs = ast.NewTerm(rego.StructValue(a))
 	}
-	kvs = append(kvs,
-		[2]*ast.Term{ast.StringTerm("action"), ast.StringTerm(args.action)},
-		[2]*ast.Term{ast.StringTerm("resource"), ast.NewTerm(resource)},
-		[2]*ast.Term{ast.StringTerm("context"), ast.NewTerm(rego.StructValue(args.context))},
+	if len(args.context.GetFields()) > 0 {
+		ctx = ast.NewTerm(rego.StructValue(args.context))
+	}
+	resource := ast.NewObject(
+		[2]*ast.Term{termType, ast.StringTerm(res.GetType())},
+		[2]*ast.Term{termID, ast.StringTerm(res.GetId())},
+		[2]*ast.Term{termAttributes, attrs},
 	)
-	return ast.NewObject(kvs...)
+	if id.value != nil {
+		return ast.NewObject(
+			[2]*ast.Term{termPrincipal, ast.NewTerm(id.value)},
+			[2]*ast.Term{termAction, ast.StringTerm(args.action)},
+			[2]*ast.Term{termResource, ast.NewTerm(resource)},
+			[2]*ast.Term{termContext, ctx},
+		)
+	}
+	return ast.NewObject(
+		[2]*ast.Term{termAction, ast.StringTerm(args.action)},
+		[2]*ast.Term{termResource, ast.NewTerm(resource)},
+		[2]*ast.Term{termContext, ctx},
+	)
 }
 
 // finish records metrics and the decision log line.

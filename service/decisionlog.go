@@ -50,6 +50,6 @@ func (l slogDecisionLogger) Log(ctx context.Context, e DecisionEvent) {
 		slog.String("resource_id", e.ResourceID),
 		slog.Any("reasons", e.Reasons),
 		slog.String("error", e.Error),
-		slog.Duration("duration", e.Duration),
+		slog.Int64("duration_ns", e.Duration.Nanoseconds()),
 	)
 }

@@ -154,3 +154,45 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal("plaintext must fail against TLS")
 	}
 }
+
+func TestTLSCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	first, second := testpki.New(t), testpki.New(t)
+	certFile, keyFile := filepath.Join(dir, "tls.pem"), filepath.Join(dir, "tls-key.pem")
+	copyFile := func(src, dst string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dst, string(b))
+	}
+	copyFile(first.ServerCert, certFile)
+	copyFile(first.ServerKey, keyFile)
+	cfg := baseConfig(t, dir)
+	cfg.TLS = service.TLSConfig{CertFile: certFile, KeyFile: keyFile, ReloadInterval: 20 * time.Millisecond}
+	ts := startServer(t, dir, cfg)
+
+	callTrusting := func(caFile string) error {
+		caPEM, _ := os.ReadFile(caFile)
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(caPEM)
+		conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots})))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	if err := callTrusting(first.CAFile); err != nil {
+		t.Fatalf("first certificate: %v", err)
+	}
+	if err := callTrusting(second.CAFile); err == nil {
+		t.Fatal("a client trusting only the second CA must fail before rotation")
+	}
+	copyFile(second.ServerKey, keyFile)
+	copyFile(second.ServerCert, certFile)
+	eventually(t, "rotated certificate served", func() bool { return callTrusting(second.CAFile) == nil })
+}

@@ -62,13 +62,17 @@ func (p *Provider) Resolve(ctx context.Context, cred identity.Credential) (*iden
 	if !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt) {
 		return nil, identity.Invalid(p.name, "api key expired", nil)
 	}
-	return &identity.Principal{
-		ID:        rec.Owner,
-		Provider:  p.name,
-		Subject:   rec.ID,
-		Type:      "api_key",
-		Scopes:    rec.Scopes,
-		Claims:    map[string]any{"key_id": rec.ID},
-		ExpiresAt: rec.ExpiresAt,
-	}, nil
+	rec.principalOnce.Do(func() {
+		rec.principal = &identity.Principal{
+			ID:        rec.Owner,
+			Provider:  p.name,
+			Subject:   rec.ID,
+			Type:      "api_key",
+			Scopes:    rec.Scopes,
+			Claims:    map[string]any{"key_id": rec.ID},
+			ExpiresAt: rec.ExpiresAt,
+		}
+	})
+	// Records are not shared between providers, so the name matches.
+	return rec.principal, nil
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/authzd/authzd/identity"
 )
 
 // Record is the stored form of one key. It never holds the key itself.
@@ -30,6 +32,11 @@ type Record struct {
 	RevokedAt   time.Time `yaml:"revoked_at,omitempty"`
 
 	sum [sha256.Size]byte
+	// principal is built once per record and provider, and shared: it is
+	// immutable, and returning the same pointer lets callers reuse what
+	// they derived from it.
+	principalOnce sync.Once
+	principal     *identity.Principal
 }
 
 // Sum returns the decoded SHA-256 of the key.
