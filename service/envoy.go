@@ -277,7 +277,11 @@ func (f *envoyFlow) decideFor(ctx context.Context, ps *rego.PolicySet, id *resol
 	if id.principal != nil {
 		ev.PrincipalID, ev.Provider = id.principal.ID, id.principal.Provider
 	}
-	input, err := envoyInput(req, f.inOpts)
+	reads, ok := ps.InputReads(f.query)
+	if !ok {
+		return nil, &errorOutcome{err: fmt.Errorf("query %s is not prepared", f.query), reason: "policy error: decision path not prepared"}
+	}
+	input, err := envoyInputFor(req, f.inOpts, reads.Paths)
 	if err != nil {
 		// The plugin answers requests it cannot parse with 400.
 		ev.DecisionID = f.a.ids.next()
@@ -288,7 +292,7 @@ func (f *envoyFlow) decideFor(ctx context.Context, ps *rego.PolicySet, id *resol
 	if id.value != nil {
 		input.Insert(keyPrincipal, ast.NewTerm(id.value))
 	}
-	res, cached, err := f.evaluate(ctx, ps, id, input)
+	res, cached, err := f.evaluate(ctx, ps, id, reads, input)
 	if err != nil {
 		return nil, &errorOutcome{err: err, reason: evalReason(err)}
 	}
@@ -304,11 +308,7 @@ func (f *envoyFlow) decideFor(ctx context.Context, ps *rego.PolicySet, id *resol
 // evaluate returns the policy result for input, from the decision cache
 // when an equal request (at every input path the policy reads) was decided
 // under the same revision for the same principal.
-func (f *envoyFlow) evaluate(ctx context.Context, ps *rego.PolicySet, id *resolved, input ast.Object) (*envoyResult, bool, error) {
-	reads, ok := ps.InputReads(f.query)
-	if !ok {
-		return nil, false, fmt.Errorf("query %s is not prepared", f.query)
-	}
+func (f *envoyFlow) evaluate(ctx context.Context, ps *rego.PolicySet, id *resolved, reads *rego.InputReads, input ast.Object) (*envoyResult, bool, error) {
 	key, err := f.cacheKey(ps, id, reads, input)
 	if err != nil {
 		return nil, false, err
@@ -518,4 +518,10 @@ func principalField(p *identity.Principal, field string) (string, bool) {
 type envoyEvent struct {
 	DecisionEvent
 	badRequest bool
+}
+
+// EnvoyCheck runs the Envoy ext_authz flow in-process, as the gRPC service
+// does; for embedding and benchmarks.
+func (s *Server) EnvoyCheck(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.envoy.check(ctx, req)
 }

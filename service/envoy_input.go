@@ -7,12 +7,14 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/util"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // The Envoy input document mirrors the one the OPA-Envoy plugin builds
@@ -111,17 +113,25 @@ func parsePathAndQuery(path string) (*ast.Array, ast.Object, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return parsedPath(u), parsedQuery(u), nil
+}
+
+func parsedPath(u *url.URL) *ast.Array {
 	segs := strings.Split(strings.TrimLeft(u.Path, "/"), "/")
 	terms := make([]*ast.Term, len(segs))
 	for i, s := range segs {
 		terms[i] = ast.StringTerm(s)
 	}
+	return ast.NewArray(terms...)
+}
+
+func parsedQuery(u *url.URL) ast.Object {
 	q := u.Query()
 	query := ast.NewObjectWithCapacity(len(q))
 	for k, vs := range q {
 		query.Insert(ast.StringTerm(k), ast.NewTerm(stringsArray(vs)))
 	}
-	return ast.NewArray(terms...), query, nil
+	return query
 }
 
 func stringsArray(vs []string) *ast.Array {
@@ -253,4 +263,172 @@ func parseMultipart(ct, payload string) (ast.Value, bool, error) {
 		obj.Insert(ast.StringTerm(name), ast.ArrayTerm(values[name]...))
 	}
 	return obj, false, nil
+}
+
+// envoyInputFor builds only the parts of the input document that reads
+// covers: the policy can observe nothing else (see rego.AnalyzeInputReads),
+// so evaluating on this pruned document gives the decision the full one
+// would, while a header rule converts one header instead of the whole
+// CheckRequest. The request is still validated exactly as envoyInput does
+// (path, query and body must parse), so which requests get a 400 does not
+// depend on the policy. input.principal is added by the caller.
+func envoyInputFor(req *authv3.CheckRequest, opts envoyInputOptions, reads []ast.Ref) (ast.Object, error) {
+	if len(reads) == 1 && len(reads[0]) == 1 {
+		return envoyInput(req, opts)
+	}
+	httpReq := req.GetAttributes().GetRequest().GetHttp()
+	if httpReq == nil {
+		return nil, envoyBadRequest("missing required attributes in v3 CheckRequest")
+	}
+	// Parsed for validation; converted only when read.
+	u, err := url.Parse(httpReq.GetPath())
+	if err != nil {
+		return nil, envoyBadRequest("error parsing path and query: %v", err)
+	}
+	var body ast.Value
+	var truncated bool
+	if !opts.SkipBodyParse {
+		if body, truncated, err = parseBody(httpReq.GetHeaders(), httpReq.GetBody(), httpReq.GetRawBody()); err != nil {
+			return nil, envoyBadRequest("error parsing request body: %v", err)
+		}
+	}
+	input := ast.NewObject()
+	var prev ast.Ref
+	for _, target := range objectTargets(reads) {
+		if prev != nil && target.HasPrefix(prev) {
+			continue // already inside an inserted subtree
+		}
+		var v ast.Value
+		var ok bool
+		rest := target[1:]
+		switch target[0].Value.(ast.String) {
+		case "attributes":
+			v, ok, err = protoLookup(req.ProtoReflect(), target)
+			if err != nil {
+				return nil, envoyBadRequest("converting CheckRequest: %v", err)
+			}
+		case "version":
+			v, ok = find(envoyVersion, rest)
+		case "parsed_path":
+			v, ok = find(parsedPath(u), rest)
+		case "parsed_query":
+			v, ok = find(parsedQuery(u), rest)
+		case "parsed_body":
+			if !opts.SkipBodyParse {
+				v, ok = find(body, rest)
+			}
+		case "truncated_body":
+			if !opts.SkipBodyParse {
+				v, ok = find(ast.Boolean(truncated), rest)
+			}
+		}
+		if ok {
+			insertAt(input, target, v)
+			prev = target
+		}
+	}
+	return input, nil
+}
+
+// objectTargets turns read paths (rooted at input) into insertion targets:
+// each path cut before its first segment that is not a string (an array
+// index), sorted, so that a target's value is always an object member.
+// Paths under input.principal are left to the caller.
+func objectTargets(reads []ast.Ref) []ast.Ref {
+	out := make([]ast.Ref, 0, len(reads))
+	for _, p := range reads {
+		n := 1
+		for n < len(p) {
+			if _, ok := p[n].Value.(ast.String); !ok {
+				break
+			}
+			n++
+		}
+		if n == 1 || p[1].Value.Compare(keyPrincipal.Value) == 0 {
+			continue
+		}
+		out = append(out, p[1:n])
+	}
+	slices.SortFunc(out, func(a, b ast.Ref) int { return a.Compare(b) })
+	return out
+}
+
+func find(v ast.Value, rest ast.Ref) (ast.Value, bool) {
+	if len(rest) == 0 {
+		return v, v != nil
+	}
+	x, err := v.Find(rest)
+	return x, err == nil
+}
+
+// insertAt sets obj[path...] = v, creating the objects on the way. Targets
+// never overlap (objectTargets), so the objects it walks into are the ones
+// it created for this request, never a shared value.
+func insertAt(obj ast.Object, path ast.Ref, v ast.Value) {
+	for _, seg := range path[:len(path)-1] {
+		next := obj.Get(seg)
+		if next == nil {
+			child := ast.NewObject()
+			obj.Insert(seg, ast.NewTerm(child))
+			obj = child
+			continue
+		}
+		obj = next.Value.(ast.Object)
+	}
+	obj.Insert(path[len(path)-1], ast.NewTerm(v))
+}
+
+// protoLookup finds the value protojson would give at path (string
+// segments, JSON field names and map keys) below m, converting only that
+// subtree.
+func protoLookup(m protoreflect.Message, path ast.Ref) (ast.Value, bool, error) {
+	if len(path) == 0 || wellKnown(m.Descriptor().FullName()) != nil {
+		v, err := messageValue(m, "")
+		if err != nil {
+			return nil, false, err
+		}
+		x, ok := find(v, path)
+		return x, ok, nil
+	}
+	name := string(path[0].Value.(ast.String))
+	fd := m.Descriptor().Fields().ByJSONName(name)
+	if fd == nil || !m.Has(fd) {
+		return nil, false, nil
+	}
+	v := m.Get(fd)
+	rest := path[1:]
+	switch {
+	case len(rest) == 0 || fd.IsList():
+		x, err := fieldValue(fd, v)
+		if err != nil {
+			return nil, false, err
+		}
+		x, ok := find(x, rest)
+		return x, ok, nil
+	case fd.IsMap():
+		if fd.MapKey().Kind() != protoreflect.StringKind {
+			x, err := fieldValue(fd, v)
+			if err != nil {
+				return nil, false, err
+			}
+			x, ok := find(x, rest)
+			return x, ok, nil
+		}
+		key := protoreflect.ValueOfString(string(rest[0].Value.(ast.String))).MapKey()
+		mv := v.Map().Get(key)
+		if !mv.IsValid() {
+			return nil, false, nil
+		}
+		if len(rest) == 1 {
+			x, err := singularValue(fd.MapValue(), mv)
+			return x, err == nil, err
+		}
+		if fd.MapValue().Kind() != protoreflect.MessageKind {
+			return nil, false, nil
+		}
+		return protoLookup(mv.Message(), rest[1:])
+	case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
+		return protoLookup(v.Message(), rest)
+	}
+	return nil, false, nil // a path into a scalar
 }

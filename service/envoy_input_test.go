@@ -1,6 +1,8 @@
 package service
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,8 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +23,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/authzd/authzd/rego"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -474,4 +480,68 @@ func BenchmarkEnvoyInput(b *testing.B) {
 	})
 }
 
-var _ = fmt.Sprint
+// TestPrunedInputIsEquivalent checks the property envoyInputFor relies on:
+// for each policy, the pruned input agrees with the full input at every
+// path the policy reads (the cache key bytes are equal) and the policy
+// decides the same on both.
+func TestPrunedInputIsEquivalent(t *testing.T) {
+	policies := []string{
+		`allow if input.attributes.request.http.headers["x-user"] == "alice"`,
+		`allow if { input.attributes.request.http.method == "POST"; input.parsed_body.quantity < 10; input.parsed_path[0] == "orders" }`,
+		`allow if { some k, v in input.attributes.request.http.headers; k == "authorization"; startswith(v, "Bearer ") }`,
+		`allow if input.parsed_query.q[1] == "2"`,
+		`allow if input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].sub == "alice"`,
+		`allow if input.attributes.metadataContext.typedFilterMetadata.frac.numerator == 7`,
+		`allow if input.attributes.request.http.headerMap.headers[1].value == "s"`,
+		`allow if { input.attributes.source.address.socketAddress.portValue == 0; input.version.ext_authz == "v3" }`,
+		`allow if { not input.truncated_body; input.attributes.destination.labels["ünï"] == "cödé" }`,
+		`allow if count(input.attributes.request) > 1`,
+		`allow if input.attributes.request.http.headers.missing == "x"`,
+		`allow if input.attributes.request.http.size.x == 1`,
+		`allow if object.get(input, ["parsed_path"], []) == ["v1"]`,
+	}
+	reqs := []*authv3.CheckRequest{
+		kitchenSink(t),
+		envoyCheckRequest("GET", "/orders/1?q=1&q=2", map[string]string{"x-user": "alice"}, ""),
+		envoyCheckRequest("POST", "/orders", map[string]string{"content-type": "application/json", "authorization": "Bearer t"}, `{"quantity": 3}`),
+		envoyCheckRequest("POST", "/orders", map[string]string{"content-type": "application/json", "content-length": "999"}, `{"quantity": 3}`),
+	}
+	for i, src := range policies {
+		t.Run(src, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package envoy.authz\n"+src+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ps, err := rego.Build(context.Background(), rego.Config{Paths: []string{dir}, DecisionQuery: "data.envoy.authz.allow"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reads, _ := ps.InputReads("data.envoy.authz.allow")
+			for j, req := range reqs {
+				full, err := envoyInput(req, envoyInputOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pruned, err := envoyInputFor(req, envoyInputOptions{}, reads.Paths)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var kf, kp bytes.Buffer
+				if err := reads.WriteKey(&kf, full); err != nil {
+					t.Fatal(err)
+				}
+				if err := reads.WriteKey(&kp, pruned); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(kf.Bytes(), kp.Bytes()) {
+					t.Fatalf("policy %d request %d: pruned input differs at a read path\npruned: %v", i, j, pruned)
+				}
+				df, errF := ps.Eval(context.Background(), "data.envoy.authz.allow", full)
+				dp, errP := ps.Eval(context.Background(), "data.envoy.authz.allow", pruned)
+				if fmt.Sprint(df, errF) != fmt.Sprint(dp, errP) {
+					t.Fatalf("policy %d request %d: full input gives %v %v, pruned %v %v", i, j, df, errF, dp, errP)
+				}
+			}
+		})
+	}
+}
