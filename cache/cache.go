@@ -97,7 +97,10 @@ func (b *KeyBuilder) Strings(ss []string) *KeyBuilder {
 // Sum returns the key and releases the builder.
 func (b *KeyBuilder) Sum() Key {
 	var k Key
-	b.h.Sum(k[:0])
+	// Sum into the builder's own buffer: a stack array passed through the
+	// hash.Hash interface would escape to the heap.
+	b.scratch = b.h.Sum(b.scratch[:0])
+	copy(k[:], b.scratch)
 	builders.Put(b)
 	return k
 }

@@ -18,10 +18,14 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	oparego "github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
+
+// noMetrics spares every evaluation a fresh metrics registry.
+var noMetrics = metrics.NoOp()
 
 // ErrUndefined means the queried rule produced no value for the input.
 var ErrUndefined = errors.New("policy decision is undefined")
@@ -203,7 +207,7 @@ func (ps *PolicySet) Eval(ctx context.Context, query string, input ast.Value) (a
 			defer cancel()
 		}
 	}
-	rs, err := pq.Eval(ctx, oparego.EvalParsedInput(input))
+	rs, err := pq.Eval(ctx, oparego.EvalParsedInput(input), oparego.EvalMetrics(noMetrics))
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("evaluating %s: %w", query, ctxErr)
