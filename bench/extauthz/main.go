@@ -64,10 +64,11 @@ func main() {
 	conc := flag.Int("c", 16, "concurrent clients")
 	total := flag.Int("n", 200000, "requests per target (upper bound)")
 	dur := flag.Duration("d", 10*time.Second, "time per target (upper bound)")
-	profile := flag.String("cpuprofile", "", "write a CPU profile of the authzd runs to this file")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	rounds := flag.Int("rounds", 3, "interleaved rounds over the targets")
 	flag.Parse()
-	if *conc < 1 || *total < 1 || *dur <= 0 {
-		log.Fatal("-c, -n and -d must be positive")
+	if *conc < 1 || *total < 1 || *dur <= 0 || *rounds < 1 {
+		log.Fatal("-c, -n, -d and -rounds must be positive")
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,33 +83,24 @@ func main() {
 		log.Fatal(err)
 	}
 
-	fmt.Printf("ext_authz load: %d clients, up to %d requests or %v per target, loopback, GOMAXPROCS=%d\n\n",
-		*conc, *total, *dur, runtimeProcs())
-	fmt.Printf("%-34s %10s %10s %9s %9s %9s %12s\n", "target", "requests", "req/s", "p50", "p99", "p99.9", "CPU/req")
+	fmt.Printf("ext_authz load: %d clients, up to %d requests or %v per target in %d interleaved rounds, loopback, GOMAXPROCS=%d\n\n",
+		*conc, *total, *dur, *rounds, runtimeProcs())
 
-	run := func(name, addr string) {
-		r := load(ctx, addr, *conc, *total, *dur)
-		fmt.Printf("%-34s %10d %10.0f %9s %9s %9s %12s\n", name, r.n, r.rps, us(r.p50), us(r.p99), us(r.p999), us(r.cpu))
+	type target struct {
+		name string
+		addr string
+		res  []result
 	}
+	var targets []*target
 
 	// The ceiling.
 	gl := listen()
 	gs := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(gs, allowAll{})
 	go gs.Serve(gl)
-	run("trivial allow-all server", gl.Addr().String())
-	gs.Stop()
+	defer gs.Stop()
+	targets = append(targets, &target{name: "trivial allow-all server", addr: gl.Addr().String()})
 
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	for _, mode := range []struct {
 		name string
 		ttl  time.Duration
@@ -125,16 +117,36 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		sctx, stop := context.WithCancel(ctx)
 		l := listen()
 		done := make(chan error, 1)
-		go func() { done <- srv.Serve(sctx, l, nil) }()
-		run(mode.name, l.Addr().String())
-		stop()
-		if err := <-done; err != nil {
+		go func() { done <- srv.Serve(ctx, l, nil) }()
+		defer func() { <-done }()
+		targets = append(targets, &target{name: mode.name, addr: l.Addr().String()})
+	}
+
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
 			log.Fatal(err)
 		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
 	}
+	// Rounds alternate the targets, so a neighbour's load on a shared
+	// machine falls on all of them alike.
+	for range *rounds {
+		for _, t := range targets {
+			t.res = append(t.res, load(ctx, t.addr, *conc, *total / *rounds, *dur/time.Duration(*rounds)))
+		}
+	}
+	fmt.Printf("%-30s %9s %9s %10s %10s %10s %10s\n", "target", "requests", "req/s", "p50", "p99", "p99.9", "CPU/req")
+	for _, t := range targets {
+		r := merge(t.res)
+		fmt.Printf("%-30s %9d %9.0f %10s %10s %10s %10s\n", t.name, r.n, r.rps, us(r.p50), us(r.p99), us(r.p999), us(r.cpu))
+	}
+	cancel()
 }
 
 func listen() net.Listener {
@@ -146,9 +158,31 @@ func listen() net.Listener {
 }
 
 type result struct {
+	lat     []time.Duration // sorted
+	elapsed time.Duration
+	cpu     time.Duration
+}
+
+type summary struct {
 	n                   int
 	rps                 float64
 	p50, p99, p999, cpu time.Duration
+}
+
+func merge(rs []result) summary {
+	var all []time.Duration
+	var elapsed, cpu time.Duration
+	for _, r := range rs {
+		all = append(all, r.lat...)
+		elapsed += r.elapsed
+		cpu += r.cpu
+	}
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	return summary{
+		n: len(all), rps: float64(len(all)) / elapsed.Seconds(),
+		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999), cpu: cpu / time.Duration(len(all)),
+	}
 }
 
 // request is what Envoy sends for a GET with typical headers; the request
@@ -224,14 +258,7 @@ func load(ctx context.Context, addr string, conc, total int, dur time.Duration) 
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-	return result{
-		n: len(all), rps: float64(len(all)) / elapsed.Seconds(),
-		p50: pct(0.50), p99: pct(0.99), p999: pct(0.999),
-		cpu: cpu / time.Duration(len(all)),
-	}
+	return result{lat: slices.Concat(lat...), elapsed: elapsed, cpu: cpu}
 }
 
 func cpuTime() time.Duration {
