@@ -455,8 +455,39 @@ func FuzzEnvoyInput(f *testing.F) {
 		if !sameValue(got, want) {
 			t.Fatalf("input differs\n got: %v\nwant: %v", got, want)
 		}
+		// The pruned input agrees with the full one at every read path.
+		for _, reads := range fuzzReads {
+			pruned, err := envoyInputFor(&req, envoyInputOptions{}, reads.Paths)
+			if err != nil {
+				t.Fatalf("pruned input failed where the full one did not: %v", err)
+			}
+			var kf, kp bytes.Buffer
+			_ = reads.WriteKey(&kf, got)
+			_ = reads.WriteKey(&kp, pruned)
+			if !bytes.Equal(kf.Bytes(), kp.Bytes()) {
+				t.Fatalf("pruned input differs at %v\npruned: %v", reads.Paths, pruned)
+			}
+		}
 	})
 }
+
+// fuzzReads are read sets of the shapes policies produce.
+var fuzzReads = func() []*rego.InputReads {
+	var out []*rego.InputReads
+	for _, set := range [][]string{
+		{`input.attributes.request.http.headers["x-user"]`, `input.attributes.request.http.method`, `input.parsed_path[0]`},
+		{`input.attributes.request.http.headers`, `input.parsed_query`, `input.parsed_body`, `input.truncated_body`},
+		{`input.attributes.metadataContext`, `input.attributes.source.address.socketAddress.portValue`, `input.version.ext_authz`},
+		{`input.attributes.request.http.headerMap.headers[0]`, `input.attributes.contextExtensions.a`, `input.attributes.request.time`},
+	} {
+		r := &rego.InputReads{}
+		for _, p := range set {
+			r.Paths = append(r.Paths, ast.MustParseRef(p))
+		}
+		out = append(out, r)
+	}
+	return out
+}()
 
 func BenchmarkEnvoyInput(b *testing.B) {
 	req := envoyCheckRequest("GET", "/api/v1/orders/42?expand=items", map[string]string{
