@@ -205,6 +205,10 @@ func (a *Authorizer) resolve(ctx context.Context, cred identity.Credential) (*re
 		ttl := a.idTTL
 		if isCacheable {
 			ttl = min(ttl, cacheable.CacheTTL())
+		} else if cred.Request != nil {
+			// A signed request is unique per call: an entry would never
+			// be hit again.
+			return r, nil
 		} else {
 			r.revalidate = true
 		}

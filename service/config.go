@@ -14,6 +14,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/authzd/authzd/cache"
+	"github.com/authzd/authzd/identity/awsiam"
+	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/rego"
 )
 
@@ -60,6 +62,11 @@ func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 // IdentityConfig configures the identity providers, tried in this order.
 type IdentityConfig struct {
 	APIKeys APIKeysConfig `yaml:"api_keys"`
+	// AWSIAM verifies AWS IAM identities: STS proofs and direct SigV4.
+	AWSIAM awsiam.Config `yaml:"aws_iam"`
+	// JWT configures JWT/OIDC issuers (Cognito, Auth0, Okta, OneLogin,
+	// FusionAuth, any OIDC issuer). Absent disables bearer JWTs.
+	JWT *jwt.Config `yaml:"jwt"`
 	// CacheTTL bounds how long a verified identity from an expensive
 	// provider (JWT, STS) is cached; the credential's expiry bounds it
 	// further. Default 5m; 0 after defaults means the default.
@@ -143,6 +150,7 @@ func (c Config) WithDefaults() Config {
 	if c.Identity.APIKeys.ReloadInterval == 0 {
 		c.Identity.APIKeys.ReloadInterval = 500 * time.Millisecond
 	}
+	c.Identity.AWSIAM = c.Identity.AWSIAM.WithDefaults()
 	if c.Cache.DecisionTTL == 0 {
 		c.Cache.DecisionTTL = DefaultDecisionTTL
 	}
@@ -187,8 +195,16 @@ func (c Config) Validate() error {
 	if err := c.Envoy.Validate(); err != nil {
 		return err
 	}
+	if j := c.Identity.JWT; j != nil {
+		if err := j.WithDefaults().ValidateAt("identity.jwt."); err != nil {
+			return err
+		}
+	}
 	if c.Identity.CacheTTL < 0 || c.Identity.NegativeTTL < 0 {
 		return errors.New("identity.cache_ttl and identity.negative_ttl must not be negative")
+	}
+	if err := c.Identity.AWSIAM.Validate("identity.aws_iam"); err != nil {
+		return err
 	}
 	for name, v := range map[string]int{
 		"limits.max_context_bytes":    c.Limits.MaxContextBytes,
@@ -294,4 +310,10 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)
 	abs(&c.Identity.APIKeys.File)
+	abs(&c.Identity.AWSIAM.SigV4.KeysFile)
+	if j := c.Identity.JWT; j != nil {
+		for i := range j.Issuers {
+			abs(&j.Issuers[i].JWKSFile)
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/authzd/authzd/identity"
 	"github.com/authzd/authzd/identity/apikey"
+	"github.com/authzd/authzd/identity/awsiam"
+	"github.com/authzd/authzd/identity/jwt"
 )
 
 // providerSet is what the service builds from IdentityConfig: the chain and
@@ -34,6 +36,28 @@ func buildProviders(ctx context.Context, cfg Config, log *slog.Logger) (*provide
 		every := cfg.Identity.APIKeys.ReloadInterval
 		ps.runners = append(ps.runners, func(ctx context.Context) { store.Watch(ctx, every) })
 		providers = append(providers, apikey.NewProvider("apikey", store))
+	}
+
+	if jc := cfg.Identity.JWT; jc != nil {
+		// An unreachable issuer does not fail start-up: the provider
+		// reports it through readiness and keeps retrying.
+		p, err := jwt.New(ctx, *jc, jwt.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("identity.jwt: %w", err)
+		}
+		ps.closers = append(ps.closers, p.Close)
+		providers = append(providers, p)
+	}
+
+	if aws := cfg.Identity.AWSIAM; aws.Enabled() {
+		set, err := awsiam.New("aws-iam", aws)
+		if err != nil {
+			return nil, fmt.Errorf("identity.aws_iam: %w", err)
+		}
+		if set.Keys != nil {
+			ps.runners = append(ps.runners, func(ctx context.Context) { set.Watch(ctx, log) })
+		}
+		providers = append(providers, set.Providers...)
 	}
 
 	ps.chain = identity.NewChain(providers...)

@@ -6,6 +6,7 @@
 //	authzd policy eval --policy DIR --input FILE [--query data.authzd.decision]
 //	authzd apikey create|list|revoke ...
 //	authzd cache flush [--principal ID]
+//	authzd awsiam add-key|encrypt-secret|proof ...
 package main
 
 import (
@@ -23,6 +24,7 @@ Usage:
   authzd policy  eval --policy DIR --input FILE   evaluate one input offline
   authzd apikey  create|list|revoke [flags]    manage API keys (hashes only are stored)
   authzd cache   flush [--principal ID]        flush cached decisions and identities on a server
+  authzd awsiam  add-key|encrypt-secret|proof  manage SigV4 service keys, make an STS proof
 
 Run "authzd COMMAND -h" for a command's flags.
 `
@@ -48,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdAPIKey(args[1:], stdout, stderr)
 	case "cache":
 		return cmdCache(args[1:], stdout, stderr)
+	case "awsiam":
+		return cmdAWSIAM(args[1:], os.Stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
