@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/service"
 )
 
@@ -516,4 +517,47 @@ func BenchmarkEnvoyCheck(b *testing.B) {
 			})
 		})
 	}
+}
+
+func TestEnvoyJWTPrincipal(t *testing.T) {
+	idp := newOIDCIssuer(t)
+	s := startEnvoyServer(t, examplePolicies(t), func(c *service.Config) {
+		c.Identity.JWT = &jwt.Config{Issuers: []jwt.IssuerConfig{{
+			Name: "okta", Preset: jwt.PresetOkta, Issuer: idp.issuer,
+			Audiences: []string{"api://default"}, ClientIDs: []string{"0oa-client"},
+		}}}
+		c.Envoy.PrincipalHeaders = map[string]string{"x-authzd-subject": "id", "x-authzd-groups": "groups", "x-authzd-client": "claims.cid"}
+	})
+	admin := idp.token(t, "k1", map[string]any{"groups": []string{"Everyone", "admin"}})
+	resp := s.check(t, envoyRequest("DELETE", "/admin/users/7", map[string]string{"authorization": "Bearer " + admin, "x-authzd-subject": "forged"}, ""))
+	wantCode(t, resp, codes.OK)
+	h := headerValues(resp.GetOkResponse().GetHeaders())
+	if h["x-authzd-rule"] != "admin" || h["x-authzd-subject"] != "okta:alice@example.com" ||
+		h["x-authzd-groups"] != "Everyone,admin" || h["x-authzd-client"] != "0oa-client" {
+		t.Fatalf("headers %v", h)
+	}
+
+	// Not in the admin group: the policy denies.
+	user := idp.token(t, "k1", map[string]any{"groups": []string{"Everyone"}})
+	wantCode(t, s.check(t, envoyRequest("DELETE", "/admin/users/7", map[string]string{"authorization": "Bearer " + user}, "")), codes.PermissionDenied)
+
+	// A token from this issuer that fails verification is a 401.
+	expired := idp.token(t, "k1", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
+	resp = s.check(t, envoyRequest("GET", "/healthz", map[string]string{"authorization": "Bearer " + expired}, ""))
+	wantCode(t, resp, codes.Unauthenticated)
+	if www := headerValues(resp.GetDeniedResponse().GetHeaders())["www-authenticate"]; !strings.HasPrefix(www, `Bearer realm="authzd", error="invalid_token"`) {
+		t.Fatalf("www-authenticate %q", www)
+	}
+}
+
+// Without a JWT provider a bearer token is the policy's business (OPA-Envoy
+// policies often verify tokens themselves): the request is anonymous, not
+// rejected.
+func TestEnvoyBearerWithoutJWTProviderIsLeftToThePolicy(t *testing.T) {
+	s := startEnvoyServer(t, map[string]string{"p.rego": `package envoy.authz
+allow if {
+	not input.principal
+	startswith(input.attributes.request.http.headers.authorization, "Bearer ")
+}`}, nil)
+	wantCode(t, s.check(t, envoyRequest("GET", "/", map[string]string{"authorization": "Bearer opaque"}, "")), codes.OK)
 }
