@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/authzd/authzd/identity/awsiam/awsiamtest"
 	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/service"
 )
@@ -560,4 +562,49 @@ allow if {
 	startswith(input.attributes.request.http.headers.authorization, "Bearer ")
 }`}, nil)
 	wantCode(t, s.check(t, envoyRequest("GET", "/", map[string]string{"authorization": "Bearer opaque"}, "")), codes.OK)
+}
+
+// A SigV4-signed request through Envoy: authzd rebuilds the request from
+// the attributes (scheme, host, path, headers, body) and verifies it.
+func TestEnvoySigV4Principal(t *testing.T) {
+	sts := awsiamtest.New(t)
+	cfg := awsConfig(t, sts, 0)
+	pdir := t.TempDir()
+	policy := "package envoy.authz\nallow if input.principal.id == \"arn:aws:iam::123456789012:role/billing\"\n"
+	if err := os.WriteFile(filepath.Join(pdir, "p.rego"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Policy = regoConfig(pdir)
+	ts := startServer(t, t.TempDir(), cfg)
+	client := authv3.NewAuthorizationClient(ts.conn)
+
+	body := `{"invoice":"i-1"}`
+	req, _ := http.NewRequest("POST", "https://billing.internal/v1/invoices?draft=1", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if err := v4.NewSigner().SignHTTP(context.Background(), billingKey, req, awsiamSHA256([]byte(body)), "authzd", "eu-west-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// What Envoy sends: lower-case headers, :authority for the host.
+	headers := map[string]string{}
+	for k, v := range req.Header {
+		headers[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	check := func(body string) *authv3.CheckResponse {
+		t.Helper()
+		er := envoyRequest("POST", "/v1/invoices?draft=1", headers, body)
+		er.Attributes.Request.Http.Host = "billing.internal"
+		er.Attributes.Request.Http.Headers[":authority"] = "billing.internal"
+		resp, err := client.Check(context.Background(), er)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	wantCode(t, check(body), codes.OK)
+	// A body other than the one signed fails verification: 401.
+	resp := check(`{"invoice":"i-2"}`)
+	wantCode(t, resp, codes.Unauthenticated)
+	if www := headerValues(resp.GetDeniedResponse().GetHeaders())["www-authenticate"]; !strings.HasPrefix(www, "AWS4-HMAC-SHA256 ") {
+		t.Fatalf("www-authenticate %q", www)
+	}
 }
