@@ -193,7 +193,9 @@ func (f *envoyFlow) check(ctx context.Context, req *authv3.CheckRequest) (*authv
 	start := time.Now()
 	ev := &envoyEvent{DecisionEvent: DecisionEvent{ResourceType: "http"}}
 	if h := req.GetAttributes().GetRequest().GetHttp(); h != nil {
-		ev.Action, ev.ResourceID = h.GetMethod(), h.GetPath()
+		// The query is left out of logs: it may carry tokens.
+		path, _, _ := strings.Cut(h.GetPath(), "?")
+		ev.Action, ev.ResourceID = h.GetMethod(), path
 	}
 	resp, out := f.decide(ctx, req, ev)
 	ev.Duration = time.Since(start)
