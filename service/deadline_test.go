@@ -2,7 +2,10 @@ package service_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,19 +64,28 @@ func TestPolicyTimeoutDenies(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlightChecks(t *testing.T) {
+	// The policy calls a local HTTP server that says when the check has
+	// started and then holds it, so shutdown certainly begins mid-check.
+	started := make(chan struct{})
+	var once sync.Once
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		once.Do(func() { close(started) })
+		time.Sleep(300 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok": true}`))
+	}))
+	defer slow.Close()
 	dir := t.TempDir()
 	cfg := baseConfig(t, dir)
-	// A policy that takes a while but finishes.
 	writeFile(t, filepath.Join(cfg.Policy.Paths[0], "rbac.rego"), `package authzd
 
 import rego.v1
 
-decision := {"allow": true} if {
-	count([x | some i in numbers.range(1, 200); some j in numbers.range(1, 200); x := i * j]) > 0
+decision := {"allow": true, "ttl_seconds": 0} if {
+	http.send({"method": "GET", "url": "`+slow.URL+`"}).body.ok
 }
 `)
 	cfg.Policy.Timeout = time.Minute
-	// Generous: under -race on a loaded machine the policy takes seconds.
 	cfg.ShutdownTimeout = time.Minute
 	ts := startServer(t, dir, cfg)
 	type result struct {
@@ -85,7 +97,11 @@ decision := {"allow": true} if {
 		r, err := ts.client.Check(context.Background(), &authzdv1.CheckRequest{Action: "a"})
 		res <- result{r, err}
 	}()
-	time.Sleep(30 * time.Millisecond) // let the check start
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the check never reached the policy")
+	}
 	ts.stop()
 	var r result
 	select {

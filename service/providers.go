@@ -23,8 +23,15 @@ type providerSet struct {
 
 // buildProviders constructs the identity chain in priority order. Each
 // adapter adds its block here.
-func buildProviders(ctx context.Context, cfg Config, log *slog.Logger) (*providerSet, error) {
+func buildProviders(ctx context.Context, cfg Config, log *slog.Logger) (_ *providerSet, err error) {
 	ps := &providerSet{}
+	defer func() {
+		if err != nil {
+			for _, c := range ps.closers {
+				c()
+			}
+		}
+	}()
 	var providers []identity.Provider
 
 	if f := cfg.Identity.APIKeys.File; f != "" {

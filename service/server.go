@@ -60,6 +60,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok { // a later start-up error must not leak provider goroutines
+			for _, c := range providers.closers {
+				c()
+			}
+		}
+	}()
 	s := &Server{
 		cfg: cfg, log: log, engine: engine, providers: providers,
 		metrics: newMetrics(), health: health.NewServer(), mux: http.NewServeMux(),
@@ -107,6 +115,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.envoy.registerHTTP(s.mux)
+	ok = true
 	return s, nil
 }
 
