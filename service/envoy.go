@@ -311,6 +311,15 @@ func (f *envoyFlow) decideFor(ctx context.Context, ps *rego.PolicySet, id *resol
 // when an equal request (at every input path the policy reads) was decided
 // under the same revision for the same principal.
 func (f *envoyFlow) evaluate(ctx context.Context, ps *rego.PolicySet, id *resolved, reads *rego.InputReads, input ast.Object) (*envoyResult, bool, error) {
+	if f.a.decTTL <= 0 || readsUniqueValues(reads) {
+		// Nothing to share: evaluate without hashing the input.
+		v, err := ps.Eval(ctx, f.query, input)
+		if err != nil {
+			return nil, false, err
+		}
+		res, err := parseEnvoyResult(v)
+		return res, false, err
+	}
 	key, err := f.cacheKey(ps, id, reads, input)
 	if err != nil {
 		return nil, false, err
@@ -349,6 +358,28 @@ func (f *envoyFlow) evaluate(ctx context.Context, ps *rego.PolicySet, id *resolv
 		return nil, false, err
 	}
 	return v.(*envoyResult), false, nil
+}
+
+// uniquePerRequest are values Envoy makes different on every request.
+var uniquePerRequest = []ast.Ref{
+	ast.MustParseRef("input.attributes.request.time"),
+	ast.MustParseRef("input.attributes.request.http.id"),
+	ast.MustParseRef(`input.attributes.request.http.headers["x-request-id"]`),
+}
+
+// readsUniqueValues reports whether the policy reads a value that differs
+// on every request (directly, or as part of a larger object it reads, up
+// to the whole input). Such decisions are never cached: no later request
+// could hit them, and storing them would evict entries that can.
+func readsUniqueValues(reads *rego.InputReads) bool {
+	for _, p := range reads.Paths {
+		for _, u := range uniquePerRequest {
+			if u.HasPrefix(p) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cacheKey hashes the revision, the query, the principal and the values

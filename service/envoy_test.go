@@ -389,6 +389,15 @@ func TestEnvoyNonDeterministicPolicyIsNotCached(t *testing.T) {
 	if h := metric(t, s.httpAddr, `authzd_cache_requests_total{cache="decision",outcome="hit"}`); h != 0 {
 		t.Fatalf("%v cache hits for a policy calling time.now_ns", h)
 	}
+	// A policy that reads a value unique to each request (here the whole
+	// http object, which holds the request id) is not cached either.
+	s3 := startEnvoyServer(t, map[string]string{"p.rego": "package envoy.authz\nallow if { h := input.attributes.request.http; h.method == \"GET\" }\n"}, nil)
+	for range 3 {
+		wantCode(t, s3.check(t, envoyRequest("GET", "/", nil, "")), codes.OK)
+	}
+	if n := metric(t, s3.httpAddr, `authzd_cache_requests_total{cache="decision",outcome="miss"}`); n != 0 {
+		t.Fatalf("%v cache lookups for a policy reading per-request values", n)
+	}
 	s2 := startEnvoyServer(t, map[string]string{"p.rego": "package envoy.authz\nallow := {\"allowed\": time.now_ns() > 0, \"ttl_seconds\": 30}\n"}, nil)
 	for range 3 {
 		wantCode(t, s2.check(t, envoyRequest("GET", "/", nil, "")), codes.OK)
@@ -488,14 +497,21 @@ func processCPU() time.Duration {
 //
 //	go test -run '^$' -bench 'BenchmarkEnvoyCheck' -benchmem ./service
 func BenchmarkEnvoyCheck(b *testing.B) {
-	for _, mode := range []string{"uncached", "cached"} {
+	// A policy that passes input whole to a function: the whole document
+	// is built, as the plugin always does.
+	wholeInput := headerRulePolicy + "\nuser(doc) := doc.attributes.request.http.headers[\"x-user\"]\nallow if user(input) == \"alice\"\n"
+	for _, mode := range []string{"uncached", "cached", "uncached-whole-input"} {
 		b.Run(mode, func(b *testing.B) {
 			dir := b.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(headerRulePolicy), 0o644); err != nil {
+			policy := headerRulePolicy
+			if mode == "uncached-whole-input" {
+				policy = wholeInput
+			}
+			if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(policy), 0o644); err != nil {
 				b.Fatal(err)
 			}
 			cfg := service.Config{Listen: "127.0.0.1:0", HTTPListen: "off", Policy: regoConfig(dir)}
-			if mode == "uncached" {
+			if mode != "cached" {
 				cfg.Cache.DecisionTTL = -1
 			}
 			srv, err := service.New(context.Background(), cfg, nil)
