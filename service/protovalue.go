@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -61,20 +62,31 @@ func messageValue(m protoreflect.Message, typeURL string) (ast.Value, error) {
 	}
 	var err error
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		name := fd.JSONName()
 		var val ast.Value
 		val, err = fieldValue(fd, v)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", fd.FullName(), err)
 			return false
 		}
-		obj.Insert(ast.StringTerm(name), ast.NewTerm(val))
+		obj.Insert(fieldNameTerm(fd), ast.NewTerm(val))
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
 	return obj, nil
+}
+
+// fieldNames holds one key term per field descriptor: keys are never
+// modified once in an object, so every input shares them.
+var fieldNames sync.Map // protoreflect.FieldDescriptor -> *ast.Term
+
+func fieldNameTerm(fd protoreflect.FieldDescriptor) *ast.Term {
+	if t, ok := fieldNames.Load(fd); ok {
+		return t.(*ast.Term)
+	}
+	t, _ := fieldNames.LoadOrStore(fd, ast.StringTerm(fd.JSONName()))
+	return t.(*ast.Term)
 }
 
 func fieldValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) (ast.Value, error) {
