@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/open-policy-agent/opa/v1/util"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -40,6 +41,10 @@ import (
 // authzd also reads "ttl_seconds" (a non-negative number) from an object,
 // to bound how long the decision is cached.
 type envoyResult struct {
+	// raw is the policy result as evaluated (JSON-compatible values), kept
+	// so the result can be stored outside the process (marshalEnvoyResult).
+	raw any
+
 	allowed bool
 	object  bool
 
@@ -59,11 +64,32 @@ type envoyResult struct {
 func parseEnvoyResult(v any) (*envoyResult, error) {
 	switch d := v.(type) {
 	case bool:
-		return &envoyResult{allowed: d, status: typev3.StatusCode_Forbidden}, nil
+		return &envoyResult{raw: v, allowed: d, status: typev3.StatusCode_Forbidden}, nil
 	case map[string]any:
-		return parseEnvoyObject(d)
+		r, err := parseEnvoyObject(d)
+		if err != nil {
+			return nil, err
+		}
+		r.raw = v
+		return r, nil
 	}
 	return nil, fmt.Errorf("illegal value for policy evaluation result: %T", v)
+}
+
+// marshalEnvoyResult encodes a result for a shared cache (Redis): the
+// policy's own result as JSON. unmarshalEnvoyResult reads it back through
+// the same validation as a fresh result, so bytes from outside the process
+// can never produce a result a policy could not have.
+func marshalEnvoyResult(r *envoyResult) ([]byte, error) {
+	return json.Marshal(r.raw)
+}
+
+func unmarshalEnvoyResult(b []byte) (*envoyResult, error) {
+	var v any
+	if err := util.UnmarshalJSON(b, &v); err != nil {
+		return nil, err
+	}
+	return parseEnvoyResult(v)
 }
 
 func parseEnvoyObject(d map[string]any) (*envoyResult, error) {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -197,4 +198,54 @@ func containsString(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A result stored in a shared cache comes back giving the same responses.
+func TestEnvoyResultRoundTrip(t *testing.T) {
+	for _, in := range []string{
+		`true`, `false`,
+		`{"allowed": true, "headers": [{"x-a": "1"}, {"x-b": ["2", "3"]}], "request_headers_to_remove": ["cookie"],
+		  "query_parameters_to_set": {"q": "1"}, "dynamic_metadata": {"n": 1.5, "l": [true, null]}, "ttl_seconds": 10}`,
+		`{"allowed": false, "http_status": 429, "body": "no", "headers": {"x-r": "1"}}`,
+	} {
+		r, err := parseEnvoyResult(result(t, in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := marshalEnvoyResult(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := unmarshalEnvoyResult(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pair := range [][2]fmt.Stringer{
+			{r.allowResponse(principalHeaders{}, nil, "d"), back.allowResponse(principalHeaders{}, nil, "d")},
+			{r.denyResponse("d"), back.denyResponse("d")},
+		} {
+			if pair[0].String() != pair[1].String() {
+				t.Fatalf("%s: after a round trip\n got %v\nwant %v", in, pair[1], pair[0])
+			}
+		}
+		if back.ttl != r.ttl || back.hasTTL != r.hasTTL {
+			t.Fatalf("%s: ttl changed", in)
+		}
+	}
+}
+
+// FuzzEnvoyResultDecode reads arbitrary bytes as a stored result (what a
+// shared cache could hand back): an error or a valid result, never a panic.
+func FuzzEnvoyResultDecode(f *testing.F) {
+	for _, s := range []string{`true`, `{"allowed": true, "headers": {"a": ["b"]}}`, `{"allowed": false, "http_status": 401}`, `[]`, `{"allowed": 1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := unmarshalEnvoyResult(b)
+		if err != nil {
+			return
+		}
+		_ = r.allowResponse(principalHeaders{}, nil, "d")
+		_ = r.denyResponse("d")
+	})
 }
