@@ -20,7 +20,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/authzd/authzd/cache"
 	"github.com/authzd/authzd/identity"
@@ -206,12 +205,7 @@ func (f *envoyFlow) check(ctx context.Context, req *authv3.CheckRequest) (*authv
 		f.log.Warn("envoy check could not decide", "error", out.err, "on_error", f.cfg.OnError)
 		if f.cfg.OnError == envoyOnErrorGRPC {
 			f.logDecision(ctx, ev)
-			code := codes.Internal
-			if errors.Is(out.err, errNoPolicy) || errors.Is(out.err, identity.ErrUnavailable) ||
-				errors.Is(out.err, context.DeadlineExceeded) {
-				code = codes.Unavailable
-			}
-			return nil, status.Error(code, out.reason)
+			return nil, undecidedStatus(out.err, out.reason)
 		}
 		ev.DecisionID = f.a.ids.next()
 		resp = deniedWith(codes.PermissionDenied, typev3.StatusCode_Forbidden, out.reason, "", nil, ev.DecisionID)
