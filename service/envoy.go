@@ -150,7 +150,8 @@ type envoyFlow struct {
 	query   string
 	log     *slog.Logger
 	inOpts  envoyInputOptions
-	phNames map[string]bool // lower-case principal header names
+	phNames map[string]bool   // lower-case principal header names
+	phField map[string]string // lower-case header name -> principal field
 	phOrder []string
 	hashers sync.Pool
 }
@@ -160,11 +161,15 @@ func newEnvoyFlow(a *Authorizer, cfg EnvoyConfig, log *slog.Logger) *envoyFlow {
 		a: a, cfg: cfg, query: cfg.Query(), log: log,
 		inOpts:  envoyInputOptions{SkipBodyParse: cfg.SkipRequestBodyParse},
 		phNames: map[string]bool{},
+		phField: map[string]string{},
 		hashers: sync.Pool{New: func() any { return sha256.New() }},
 	}
 	for h := range cfg.PrincipalHeaders {
-		f.phNames[strings.ToLower(h)] = true
-		f.phOrder = append(f.phOrder, h)
+		// Envoy sends header names lower-cased; so does authzd.
+		name := strings.ToLower(h)
+		f.phNames[name] = true
+		f.phField[name] = cfg.PrincipalHeaders[h]
+		f.phOrder = append(f.phOrder, name)
 	}
 	slices.Sort(f.phOrder)
 	return f
@@ -499,7 +504,7 @@ func (f *envoyFlow) principalHeaders(id *resolved) principalHeaders {
 	for _, h := range f.phOrder {
 		v, ok := "", false
 		if id != nil && id.principal != nil {
-			v, ok = principalField(id.principal, f.cfg.PrincipalHeaders[h])
+			v, ok = principalField(id.principal, f.phField[h])
 		}
 		if ok && v != "" && !strings.ContainsAny(v, "\r\n\x00") {
 			ph.set = append(ph.set, &corev3.HeaderValueOption{

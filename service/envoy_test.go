@@ -36,7 +36,7 @@ type envoyServer struct {
 }
 
 var principalHeaders = map[string]string{
-	"x-authzd-subject":  "id",
+	"X-Authzd-Subject":  "id",
 	"x-authzd-provider": "provider",
 	"x-authzd-scopes":   "scopes",
 }
