@@ -624,3 +624,37 @@ func TestEnvoySigV4Principal(t *testing.T) {
 		t.Fatalf("www-authenticate %q", www)
 	}
 }
+
+// The HTTP door passes the body on for parsed_body, cut at max_body_bytes
+// (truncated_body then tells the policy).
+func TestEnvoyHTTPServiceBody(t *testing.T) {
+	s := startEnvoyServer(t, map[string]string{"p.rego": `package envoy.authz
+allow if input.parsed_body.quantity == 3
+allow if { input.truncated_body; input.attributes.request.http.method == "PUT" }`}, func(c *service.Config) { c.Envoy.MaxBodyBytes = 32 })
+	post := func(method, body string) int {
+		req, err := http.NewRequest(method, "http://"+s.httpAddr+service.EnvoyHTTPPrefix+"/orders", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := post("POST", `{"quantity": 3}`); c != 200 {
+		t.Fatalf("quantity 3: %d", c)
+	}
+	if c := post("POST", `{"quantity": 4}`); c != 403 {
+		t.Fatalf("quantity 4: %d", c)
+	}
+	long := `{"quantity": 3, "note": "` + strings.Repeat("x", 100) + `"}`
+	if c := post("POST", long); c != 403 {
+		t.Fatalf("a body over max_body_bytes was parsed: %d", c)
+	}
+	if c := post("PUT", long); c != 200 {
+		t.Fatalf("truncated_body not set: %d", c)
+	}
+}
