@@ -49,6 +49,7 @@ type PolicySet struct {
 
 	decisionQuery string
 	prepared      map[string]*oparego.PreparedEvalQuery
+	reads         map[string]*InputReads
 	timeout       time.Duration
 }
 
@@ -127,6 +128,7 @@ func buildFromResult(ctx context.Context, cfg Config, res *loader.Result) (*Poli
 		Store:            store,
 		decisionQuery:    cfg.DecisionQuery,
 		prepared:         make(map[string]*oparego.PreparedEvalQuery),
+		reads:            make(map[string]*InputReads),
 		timeout:          cfg.Timeout,
 	}
 	for _, q := range append([]string{cfg.DecisionQuery}, cfg.ExtraQueries...) {
@@ -142,8 +144,17 @@ func buildFromResult(ctx context.Context, cfg Config, res *loader.Result) (*Poli
 			return nil, fmt.Errorf("preparing query %s: %w", q, err)
 		}
 		ps.prepared[q] = &pq
+		ps.reads[q] = AnalyzeInputReads(compiler, ast.MustParseRef(q))
 	}
 	return ps, nil
+}
+
+// InputReads returns what query (a prepared query) can read of its input,
+// computed once when the set was built; ok is false for a query that was
+// not prepared.
+func (ps *PolicySet) InputReads(query string) (r *InputReads, ok bool) {
+	r, ok = ps.reads[query]
+	return r, ok
 }
 
 // usesNonDeterministicBuiltins reports whether any module calls a builtin

@@ -80,6 +80,8 @@ type cachedDecision struct {
 	headers map[string]string
 	// principalID lets a per-principal flush find the entry.
 	principalID string
+	// envoy is the interpreted result on the Envoy decision path.
+	envoy *envoyResult
 }
 
 // anonymous is the identity of a request without credentials.

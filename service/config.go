@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -32,6 +33,8 @@ type Config struct {
 	Identity   IdentityConfig `yaml:"identity"`
 	Cache      CacheConfig    `yaml:"cache"`
 	Limits     Limits         `yaml:"limits"`
+	// Envoy configures the Envoy ext_authz service and the HTTP front doors.
+	Envoy EnvoyConfig `yaml:"envoy"`
 	// DecisionLog writes one JSON line per decision to stderr.
 	DecisionLog DecisionLogConfig `yaml:"decision_log"`
 	// ShutdownTimeout bounds how long in-flight checks may take to finish
@@ -148,6 +151,10 @@ func (c Config) WithDefaults() Config {
 		c.TLS.ReloadInterval = 10 * time.Second
 	}
 	c.Policy = c.Policy.WithDefaults()
+	c.Envoy = c.Envoy.WithDefaults()
+	if q := c.Envoy.Query(); !slices.Contains(c.Policy.ExtraQueries, q) {
+		c.Policy.ExtraQueries = append(slices.Clip(c.Policy.ExtraQueries), q)
+	}
 	if c.Identity.CacheTTL == 0 {
 		c.Identity.CacheTTL = DefaultIdentityTTL
 	}
@@ -210,6 +217,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("identity.api_keys.store: %q is not file or redis", c.Identity.APIKeys.Store)
+	}
+	if err := c.Envoy.Validate(); err != nil {
+		return err
 	}
 	if j := c.Identity.JWT; j != nil {
 		if err := j.WithDefaults().ValidateAt("identity.jwt."); err != nil {

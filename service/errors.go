@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/authzd/authzd/identity"
 )
 
 // The one place where errors become gRPC status codes. Internal causes stay
@@ -43,4 +45,15 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, "request canceled")
 	}
 	return status.Error(codes.Internal, "internal error")
+}
+
+// undecidedStatus is the gRPC error of an Envoy check that could not be
+// decided (on_error: grpc_error): UNAVAILABLE when authzd cannot decide
+// right now (no policy yet, an identity provider or the evaluation ran out
+// of time), INTERNAL otherwise. reason is public; err stays in logs.
+func undecidedStatus(err error, reason string) error {
+	if errors.Is(err, errNoPolicy) || errors.Is(err, identity.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.Unavailable, reason)
+	}
+	return status.Error(codes.Internal, reason)
 }

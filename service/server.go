@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -37,6 +38,7 @@ type Server struct {
 	grpc      *grpc.Server
 	mux       *http.ServeMux
 	tls       *tlsReloader
+	envoy     *envoyFlow
 }
 
 // New builds a server from a validated config. It loads the policy once; a
@@ -85,11 +87,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authzdv1.AuthorizationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	engine.OnSwap(func(ps *rego.PolicySet) {
 		s.metrics.revision.Reset()
 		s.metrics.revision.WithLabelValues(ps.Revision).Set(1)
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(authzdv1.AuthorizationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	})
 	if err := engine.Load(ctx); err != nil {
 		s.metrics.reloadErrors.Inc()
@@ -113,12 +117,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.grpc = grpc.NewServer(opts...)
 	authzdv1.RegisterAuthorizationServiceServer(s.grpc, &authorizationServer{a: s.auth})
 	authzdv1.RegisterAdminServiceServer(s.grpc, &adminServer{a: s.auth, log: log})
+	s.envoy = newEnvoyFlow(s.auth, cfg.Envoy, log)
+	authv3.RegisterAuthorizationServer(s.grpc, &envoyAuthServer{f: s.envoy})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.envoy.registerHTTP(s.mux)
 	ok = true
 	return s, nil
 }
