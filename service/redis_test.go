@@ -5,11 +5,14 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"google.golang.org/grpc/codes"
 	"time"
 
 	"github.com/authzd/authzd/cache"
@@ -367,4 +370,45 @@ func TestRedisSharedJWTIdentity(t *testing.T) {
 		checkTok(b, reader, "documents:read")
 		return metricValue(t, b, misses) == m+1
 	})
+}
+
+// TestRedisSharedEnvoyDecision: an ext_authz decision (with the headers the
+// policy sets) computed by one replica is served from Redis by the other.
+func TestRedisSharedEnvoyDecision(t *testing.T) {
+	rs := redistest.Start(t)
+	redisCfg := cache.RedisConfig{
+		Addrs: []string{rs.Addr}, KeyPrefix: "envoy-e2e:", ValueKey: "envoy-e2e-value-key-0123456789abcdef",
+		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+	}
+	edit := func(c *service.Config) {
+		c.Cache.Redis = redisCfg
+		c.Identity.APIKeys = service.APIKeysConfig{Store: service.APIKeyStoreRedis}
+	}
+	a := startEnvoyServer(t, examplePolicies(t), edit)
+	b := startEnvoyServer(t, examplePolicies(t), edit)
+	store, closeStore, err := service.OpenRedisKeyStore(service.Config{Cache: service.CacheConfig{Redis: redisCfg}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore()
+	key, _, err := store.Create(context.Background(), "dave", nil, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hitsB := func() float64 {
+		return metric(t, b.httpAddr, `authzd_cache_requests_total{cache="decision",outcome="hit"}`)
+	}
+	fromA := a.check(t, envoyRequest("GET", "/orders/1", map[string]string{"x-api-key": key}, ""))
+	wantCode(t, fromA, codes.OK)
+	h0 := hitsB()
+	fromB := b.check(t, envoyRequest("GET", "/orders/1", map[string]string{"x-api-key": key, "user-agent": "other"}, ""))
+	wantCode(t, fromB, codes.OK)
+	if hitsB() != h0+1 {
+		t.Fatalf("replica b did not serve a's decision from Redis (hits %v -> %v)", h0, hitsB())
+	}
+	ha := headerValues(fromA.GetOkResponse().GetHeaders())
+	hb := headerValues(fromB.GetOkResponse().GetHeaders())
+	if len(ha) == 0 || !reflect.DeepEqual(ha, hb) {
+		t.Fatalf("headers differ: a %v, b %v", ha, hb)
+	}
 }

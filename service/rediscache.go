@@ -88,9 +88,15 @@ var identityCodec = cache.VersionedCodec[*resolved]{
 var decisionCodec = cache.VersionedCodec[*cachedDecision]{
 	Version: decisionFormat,
 	Encode: func(dst []byte, d *cachedDecision) ([]byte, error) {
-		return proto.MarshalOptions{Deterministic: true}.MarshalAppend(dst, &authzdv1.CachedDecision{
-			Allowed: d.allow, Reasons: d.reasons, Headers: d.headers, PrincipalId: d.principalID,
-		})
+		m := &authzdv1.CachedDecision{Allowed: d.allow, Reasons: d.reasons, Headers: d.headers, PrincipalId: d.principalID}
+		if d.envoy != nil {
+			b, err := marshalEnvoyResult(d.envoy)
+			if err != nil {
+				return nil, err
+			}
+			m.EnvoyResult = b
+		}
+		return proto.MarshalOptions{Deterministic: true}.MarshalAppend(dst, m)
 	},
 	Decode: func(b []byte) (*cachedDecision, error) {
 		var m authzdv1.CachedDecision
@@ -98,6 +104,16 @@ var decisionCodec = cache.VersionedCodec[*cachedDecision]{
 			return nil, err
 		}
 		d := &cachedDecision{allow: m.Allowed, reasons: m.Reasons, headers: m.Headers, principalID: m.PrincipalId}
+		if len(m.EnvoyResult) > 0 {
+			r, err := unmarshalEnvoyResult(m.EnvoyResult)
+			if err != nil {
+				return nil, err
+			}
+			if r.allowed != d.allow {
+				return nil, errors.New("cached envoy result disagrees with allowed")
+			}
+			d.envoy = r
+		}
 		if !d.allow && len(d.reasons) == 0 {
 			d.reasons = []string{"denied by policy"}
 		}

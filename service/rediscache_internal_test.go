@@ -1,12 +1,16 @@
 package service
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/authzd/authzd/cache"
+	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
 	"github.com/authzd/authzd/identity"
 )
 
@@ -106,4 +110,38 @@ func FuzzCachedValues(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDecisionCodecEnvoyResult(t *testing.T) {
+	res, err := parseEnvoyResult(map[string]any{
+		"allowed": true, "headers": map[string]any{"x-user": "alice"}, "ttl_seconds": json.Number("30"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := decisionCodec.Marshal(&cachedDecision{allow: true, envoy: res, principalID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decisionCodec.Unmarshal(b)
+	if err != nil || got.envoy == nil || !got.envoy.allowed || len(got.envoy.headers) != 1 ||
+		got.envoy.headers[0].GetHeader().GetKey() != "x-user" || got.envoy.headers[0].GetHeader().GetValue() != "alice" {
+		t.Fatalf("envoy result after a round trip = %+v, %v", got.envoy, err)
+	}
+	// A stored result must agree with the stored decision.
+	var m authzdv1.CachedDecision
+	if err := proto.Unmarshal(b[1:], &m); err != nil {
+		t.Fatal(err)
+	}
+	m.Allowed = false
+	tampered, _ := proto.Marshal(&m)
+	if _, err := decisionCodec.Unmarshal(append([]byte{decisionFormat}, tampered...)); err == nil {
+		t.Fatal("an envoy result that disagrees with allowed was accepted")
+	}
+	// A result no policy could produce is rejected like a fresh one.
+	m.Allowed, m.EnvoyResult = true, []byte(`{"headers": {}}`)
+	bad, _ := proto.Marshal(&m)
+	if _, err := decisionCodec.Unmarshal(append([]byte{decisionFormat}, bad...)); err == nil {
+		t.Fatal("an envoy result without allowed was accepted")
+	}
 }

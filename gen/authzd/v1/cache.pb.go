@@ -105,7 +105,10 @@ type CachedDecision struct {
 	Headers map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The id of the principal the decision was made for; empty when anonymous.
 	// It lets a per-principal flush find the entry.
-	PrincipalId   string `protobuf:"bytes,4,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	PrincipalId string `protobuf:"bytes,4,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	// Set on the Envoy ext_authz path: the policy's own result as JSON. A
+	// reader validates it exactly like a fresh evaluation result.
+	EnvoyResult   []byte `protobuf:"bytes,5,opt,name=envoy_result,json=envoyResult,proto3" json:"envoy_result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +171,13 @@ func (x *CachedDecision) GetPrincipalId() string {
 	return ""
 }
 
+func (x *CachedDecision) GetEnvoyResult() []byte {
+	if x != nil {
+		return x.EnvoyResult
+	}
+	return nil
+}
+
 var File_authzd_v1_cache_proto protoreflect.FileDescriptor
 
 const file_authzd_v1_cache_proto_rawDesc = "" +
@@ -177,12 +187,13 @@ const file_authzd_v1_cache_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\v2\x14.authzd.v1.PrincipalR\tprincipal\x12+\n" +
 	"\x12expires_at_unix_ms\x18\x02 \x01(\x03R\x0fexpiresAtUnixMs\x12%\n" +
 	"\x0eerror_provider\x18\x03 \x01(\tR\rerrorProvider\x12!\n" +
-	"\ferror_reason\x18\x04 \x01(\tR\verrorReason\"\xe5\x01\n" +
+	"\ferror_reason\x18\x04 \x01(\tR\verrorReason\"\x88\x02\n" +
 	"\x0eCachedDecision\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12@\n" +
 	"\aheaders\x18\x03 \x03(\v2&.authzd.v1.CachedDecision.HeadersEntryR\aheaders\x12!\n" +
-	"\fprincipal_id\x18\x04 \x01(\tR\vprincipalId\x1a:\n" +
+	"\fprincipal_id\x18\x04 \x01(\tR\vprincipalId\x12!\n" +
+	"\fenvoy_result\x18\x05 \x01(\fR\venvoyResult\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B1Z/github.com/authzd/authzd/gen/authzd/v1;authzdv1b\x06proto3"
