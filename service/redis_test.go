@@ -11,9 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
-	"time"
 
 	"github.com/authzd/authzd/cache"
 	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
