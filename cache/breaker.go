@@ -28,6 +28,7 @@ type Breaker struct {
 
 	skipped, errors, opened atomic.Uint64
 	onChange                atomic.Pointer[func(state int)]
+	lastErr                 atomic.Pointer[string]
 }
 
 // NewBreaker returns a closed breaker.
@@ -71,6 +72,15 @@ func (b *Breaker) Success() {
 	if b.state.Load() == BreakerHalfOpen && b.state.CompareAndSwap(BreakerHalfOpen, BreakerClosed) {
 		b.changed(BreakerClosed)
 	}
+}
+
+// FailureErr is Failure that also remembers err for logs and Stats.
+func (b *Breaker) FailureErr(err error) {
+	if err != nil {
+		s := err.Error()
+		b.lastErr.Store(&s)
+	}
+	b.Failure()
 }
 
 // Failure records a backend error or timeout.
@@ -119,9 +129,15 @@ type BreakerStats struct {
 	Opened uint64
 	// State is the current state.
 	State int
+	// LastError is the most recent error passed to FailureErr.
+	LastError string
 }
 
 // Stats returns the counters.
 func (b *Breaker) Stats() BreakerStats {
-	return BreakerStats{Skipped: b.skipped.Load(), Errors: b.errors.Load(), Opened: b.opened.Load(), State: b.State()}
+	st := BreakerStats{Skipped: b.skipped.Load(), Errors: b.errors.Load(), Opened: b.opened.Load(), State: b.State()}
+	if e := b.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
 }

@@ -110,7 +110,7 @@ func (c *Redis[V]) done(ctx context.Context, err error) bool {
 		// The caller gave up; that says nothing about Redis.
 		c.breaker.Neutral()
 	default:
-		c.breaker.Failure()
+		c.breaker.FailureErr(err)
 	}
 	return false
 }

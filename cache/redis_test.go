@@ -119,6 +119,9 @@ func TestRedisBreaker(t *testing.T) {
 	if st.State == cache.BreakerClosed || st.Opened == 0 || st.Skipped == 0 {
 		t.Fatalf("breaker stats with Redis down = %+v; want open, opened > 0, skipped > 0", st)
 	}
+	if !strings.Contains(st.LastError, "refused") && !strings.Contains(st.LastError, "timeout") && !strings.Contains(st.LastError, "EOF") && !strings.Contains(st.LastError, "reset") {
+		t.Fatalf("last error %q does not say why Redis failed", st.LastError)
+	}
 
 	s.Restart()
 	// Half-open probes find Redis again; writes and reads reach it.

@@ -153,7 +153,8 @@ func newRedisTier(cfg cache.RedisConfig, a *Authorizer, memCfg cache.MemoryConfi
 	t.breaker.OnChange(func(state int) {
 		switch state {
 		case cache.BreakerOpen:
-			log.Warn("redis cache unavailable; skipping it and answering from memory and policy", "open_for", cfg.Breaker.OpenFor)
+			log.Warn("redis cache unavailable; skipping it and answering from memory and policy",
+				"open_for", cfg.Breaker.OpenFor, "error", t.breaker.Stats().LastError)
 		case cache.BreakerClosed:
 			log.Info("redis cache back in use")
 		}
