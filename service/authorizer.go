@@ -3,10 +3,12 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -463,16 +465,66 @@ func decisionKey(revision string, principal cache.Key, args checkArgs) cache.Key
 
 var keyBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// decide answers one item for a resolved identity.
+// readsKey hashes the revision, the query, the principal and the values of
+// input at the paths the query reads, and nothing else: requests that differ
+// only where the policy never looks share one entry.
+func readsKey(ns string, ps *rego.PolicySet, query string, id *resolved, reads *rego.InputReads, input ast.Value) (cache.Key, error) {
+	h := hashers.Get().(hash.Hash)
+	h.Reset()
+	defer hashers.Put(h)
+	if err := reads.WriteKey(h, input); err != nil {
+		return cache.Key{}, err
+	}
+	var sum [sha256.Size]byte
+	return cache.NewKeyBuilder(ns).String(ps.Revision).String(query).
+		Bytes(id.fp[:]).Bytes(h.Sum(sum[:0])).Sum(), nil
+}
+
+var hashers = sync.Pool{New: func() any { return sha256.New() }}
+
+// evalOnce runs eval for key once among concurrent callers. When the shared
+// evaluation was cut short by another caller's deadline while this caller
+// still has time, this caller evaluates itself.
+func (a *Authorizer) evalOnce(ctx context.Context, key cache.Key, eval func(context.Context) (*cachedDecision, error)) (*cachedDecision, error) {
+	v, err, _ := a.dcFlight.Do(string(key[:]), func() (any, error) { return eval(ctx) })
+	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
+		return eval(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v.(*cachedDecision), nil
+}
+
+// decide answers one item for a resolved identity. The cache key covers
+// the input paths the decision query reads (see docs/decision-cache.md);
+// when the policy uses the input whole, it covers every field.
 func (a *Authorizer) decide(ctx context.Context, ps *rego.PolicySet, id *resolved, args checkArgs) (*authzdv1.CheckResponse, error) {
-	key := decisionKey(ps.Revision, id.fp, args)
+	query := ps.DecisionQuery()
+	reads, _ := ps.InputReads(query)
+	var input ast.Value
+	var key cache.Key
+	if reads != nil && !reads.Whole() {
+		input = buildInput(id, args)
+		k, err := readsKey("decision/v2", ps, query, id, reads, input)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	} else {
+		key = decisionKey(ps.Revision, id.fp, args)
+	}
 	if d, ok := a.decCache.Get(ctx, key); ok {
 		a.metrics.decisionHits.Inc()
 		return a.response(ps, id, d, true), nil
 	}
 	a.metrics.decisionMisses.Inc()
-	eval := func(ctx context.Context) (*cachedDecision, error) {
-		d, err := ps.Decide(ctx, buildInput(id, args))
+	d, err := a.evalOnce(ctx, key, func(ctx context.Context) (*cachedDecision, error) {
+		in := input
+		if in == nil {
+			in = buildInput(id, args)
+		}
+		d, err := ps.Decide(ctx, in)
 		if err != nil {
 			return nil, err
 		}
@@ -483,19 +535,11 @@ func (a *Authorizer) decide(ctx context.Context, ps *rego.PolicySet, id *resolve
 		if !cd.allow && len(cd.reasons) == 0 {
 			cd.reasons = []string{"denied by policy"}
 		}
-		if ttl := a.decisionTTL(ps, id, d); ttl > 0 {
+		if ttl := a.decisionTTL(ps, reads, id, d); ttl > 0 {
 			a.decCache.Set(ctx, key, cd, ttl)
 		}
 		return cd, nil
-	}
-	v, err, _ := a.dcFlight.Do(string(key[:]), func() (any, error) { return eval(ctx) })
-	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
-		// The shared evaluation was cut short by another caller's
-		// deadline; this caller still has time, so it evaluates itself.
-		var d *cachedDecision
-		d, err = eval(ctx)
-		v = d
-	}
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -510,7 +554,7 @@ func (a *Authorizer) decide(ctx context.Context, ps *rego.PolicySet, id *resolve
 			PolicyRevision: ps.Revision,
 		}, nil
 	}
-	return a.response(ps, id, v.(*cachedDecision), false), nil
+	return a.response(ps, id, d, false), nil
 }
 
 func evalReason(err error) string {
@@ -527,14 +571,18 @@ func evalReason(err error) string {
 // shortened by the policy's own ttl_seconds and the credential's expiry.
 // Policies that call non-deterministic builtins are cached only when they
 // set ttl_seconds themselves.
-func (a *Authorizer) decisionTTL(ps *rego.PolicySet, id *resolved, d rego.Decision) time.Duration {
+func (a *Authorizer) decisionTTL(ps *rego.PolicySet, reads *rego.InputReads, id *resolved, d rego.Decision) time.Duration {
 	if a.decTTL <= 0 {
 		return 0
 	}
 	ttl := a.decTTL
+	nondet := ps.NonDeterministic
+	if reads != nil {
+		nondet = reads.NonDeterministic // what the decision query can reach
+	}
 	if d.HasTTL {
 		ttl = min(ttl, d.TTL)
-	} else if ps.NonDeterministic {
+	} else if nondet {
 		return 0
 	}
 	if id.principal != nil && !id.principal.ExpiresAt.IsZero() {

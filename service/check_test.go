@@ -105,14 +105,25 @@ func TestCheckEndToEnd(t *testing.T) {
 		if first.Allowed != second.Allowed || first.DecisionId == second.DecisionId {
 			t.Errorf("cached answer must equal the first with a fresh decision id: %v %v", first, second)
 		}
-		// A different context is a different decision.
+		// The quickstart policy never reads input.context, so a request
+		// that differs only there is the same decision.
 		req.Context = mustStruct(t, map[string]any{"ip": "10.0.0.2"})
 		third, err := ts.client.Check(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if third.Cached {
-			t.Error("a request with another context must not hit the cache")
+		if !third.Cached {
+			t.Error("a request differing only in an input the policy never reads must hit the cache")
+		}
+		// It reads resource.attributes.owner: another owner is another
+		// decision.
+		req.Resource = &authzdv1.Resource{Type: "document", Id: "cache-me", Attributes: mustStruct(t, map[string]any{"owner": "svc-b"})}
+		fourth, err := ts.client.Check(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fourth.Cached {
+			t.Error("a request differing in an input the policy reads must not hit the cache")
 		}
 	})
 
@@ -318,4 +329,51 @@ func TestHotReload(t *testing.T) {
 		r, err := ts.client.Check(ctx, req)
 		return err == nil && !r.Allowed && r.PolicyRevision == before.PolicyRevision
 	})
+}
+
+// TestNativeCacheKeyFollowsPolicy checks the native decision cache key
+// against a policy that reads input.context.ip and nothing else of context,
+// and one that uses the input whole.
+func TestNativeCacheKeyFollowsPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy       string
+		wantUnreadIsCached bool
+	}{
+		{"reads one context field", `package authzd
+import rego.v1
+decision if input.context.ip == "10.0.0.1"
+`, true},
+		{"uses input whole", `package authzd
+import rego.v1
+decision if {
+	x := input
+	x.context.ip == "10.0.0.1"
+}
+`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := baseConfig(t, dir)
+			writeFile(t, filepath.Join(cfg.Policy.Paths[0], "rbac.rego"), tc.policy)
+			ts := startServer(t, dir, cfg)
+			ctx := context.Background()
+			check := func(c map[string]any) *authzdv1.CheckResponse {
+				t.Helper()
+				r, err := ts.client.Check(ctx, &authzdv1.CheckRequest{Action: "a", Resource: doc("1"), Context: mustStruct(t, c)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			if r := check(map[string]any{"ip": "10.0.0.1", "request_id": "1"}); !r.Allowed || r.Cached {
+				t.Fatalf("first: %v", r)
+			}
+			if r := check(map[string]any{"ip": "10.0.0.1", "request_id": "2"}); r.Cached != tc.wantUnreadIsCached || !r.Allowed {
+				t.Errorf("unread field changed: cached = %v, want %v", r.Cached, tc.wantUnreadIsCached)
+			}
+			if r := check(map[string]any{"ip": "10.0.0.2", "request_id": "2"}); r.Cached || r.Allowed {
+				t.Errorf("read field changed: must be a fresh deny, got %v", r)
+			}
+		})
+	}
 }

@@ -2,16 +2,13 @@ package service
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -153,7 +150,6 @@ type envoyFlow struct {
 	phNames map[string]bool   // lower-case principal header names
 	phField map[string]string // lower-case header name -> principal field
 	phOrder []string
-	hashers sync.Pool
 }
 
 func newEnvoyFlow(a *Authorizer, cfg EnvoyConfig, log *slog.Logger) *envoyFlow {
@@ -162,7 +158,6 @@ func newEnvoyFlow(a *Authorizer, cfg EnvoyConfig, log *slog.Logger) *envoyFlow {
 		inOpts:  envoyInputOptions{SkipBodyParse: cfg.SkipRequestBodyParse},
 		phNames: map[string]bool{},
 		phField: map[string]string{},
-		hashers: sync.Pool{New: func() any { return sha256.New() }},
 	}
 	for h := range cfg.PrincipalHeaders {
 		// Envoy sends header names lower-cased; so does authzd.
@@ -328,7 +323,7 @@ func (f *envoyFlow) evaluate(ctx context.Context, ps *rego.PolicySet, id *resolv
 		return d.envoy, true, nil
 	}
 	f.a.metrics.decisionMisses.Inc()
-	eval := func(ctx context.Context) (*envoyResult, error) {
+	eval := func(ctx context.Context) (*cachedDecision, error) {
 		v, err := ps.Eval(ctx, f.query, input)
 		if err != nil {
 			return nil, err
@@ -337,26 +332,20 @@ func (f *envoyFlow) evaluate(ctx context.Context, ps *rego.PolicySet, id *resolv
 		if err != nil {
 			return nil, err
 		}
+		cd := &cachedDecision{allow: res.allowed, envoy: res}
+		if id.principal != nil {
+			cd.principalID = id.principal.ID
+		}
 		if ttl := f.ttl(id, reads, res); ttl > 0 {
-			cd := &cachedDecision{allow: res.allowed, envoy: res}
-			if id.principal != nil {
-				cd.principalID = id.principal.ID
-			}
 			f.a.decCache.Set(ctx, key, cd, ttl)
 		}
-		return res, nil
+		return cd, nil
 	}
-	v, err, _ := f.a.dcFlight.Do(string(key[:]), func() (any, error) { return eval(ctx) })
-	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
-		// Another caller's deadline cut the shared evaluation short.
-		var r *envoyResult
-		r, err = eval(ctx)
-		v = r
-	}
+	d, err := f.a.evalOnce(ctx, key, eval)
 	if err != nil {
 		return nil, false, err
 	}
-	return v.(*envoyResult), false, nil
+	return d.envoy, false, nil
 }
 
 // uniquePerRequest are values Envoy makes different on every request.
@@ -381,18 +370,9 @@ func readsUniqueValues(reads *rego.InputReads) bool {
 	return false
 }
 
-// cacheKey hashes the revision, the query, the principal and the values
-// of input at the paths the policy reads, and nothing else.
+// cacheKey keys an Envoy decision on the input paths the policy reads.
 func (f *envoyFlow) cacheKey(ps *rego.PolicySet, id *resolved, reads *rego.InputReads, input ast.Value) (cache.Key, error) {
-	h := f.hashers.Get().(hash.Hash)
-	h.Reset()
-	defer f.hashers.Put(h)
-	if err := reads.WriteKey(h, input); err != nil {
-		return cache.Key{}, err
-	}
-	var sum [sha256.Size]byte
-	return cache.NewKeyBuilder("envoy-decision/v1").String(ps.Revision).String(f.query).
-		Bytes(id.fp[:]).Bytes(h.Sum(sum[:0])).Sum(), nil
+	return readsKey("envoy-decision/v1", ps, f.query, id, reads, input)
 }
 
 // ttl is how long a result may be cached: the configured decision TTL,
