@@ -218,9 +218,10 @@ func (r *InputReads) WriteKey(w io.Writer, input ast.Value) error {
 }
 
 type keyWriter struct {
-	w   io.Writer
-	buf [1 + binary.MaxVarintLen64]byte
-	err error
+	w       io.Writer
+	buf     [1 + binary.MaxVarintLen64]byte
+	scratch [256]byte
+	err     error
 }
 
 func (k *keyWriter) write(p []byte) {
@@ -242,8 +243,12 @@ func (k *keyWriter) uvarint(t byte, n uint64) {
 
 func (k *keyWriter) str(t byte, s string) {
 	k.uvarint(t, uint64(len(s)))
-	if k.err == nil {
-		_, k.err = io.WriteString(k.w, s)
+	// Copy through a fixed buffer: hash.Hash has no WriteString, and
+	// io.WriteString would allocate for every string.
+	for len(s) > 0 && k.err == nil {
+		n := copy(k.scratch[:], s)
+		k.write(k.scratch[:n])
+		s = s[n:]
 	}
 }
 
