@@ -13,7 +13,11 @@ type Config struct {
 	// Paths are directories (searched recursively) or files holding .rego
 	// modules and data files (.json, .yaml, .yml). Files ending in
 	// _test.rego are skipped when serving; `authzd policy test` runs them.
+	// Exactly one of Paths and Bundle is set.
 	Paths []string `yaml:"paths"`
+	// Bundle downloads policies and data as an OPA bundle from a bundle
+	// server or object store, polling for new revisions.
+	Bundle *BundleConfig `yaml:"bundle"`
 	// DecisionQuery is the native Check decision. Default data.authzd.decision.
 	DecisionQuery string `yaml:"decision_query"`
 	// ExtraQueries are prepared alongside the decision query, e.g. the
@@ -45,13 +49,24 @@ func (c Config) WithDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.Bundle != nil {
+		b := c.Bundle.WithDefaults()
+		c.Bundle = &b
+	}
 	return c
 }
 
 // Validate reports the first configuration error, naming the key.
 func (c Config) Validate() error {
-	if len(c.Paths) == 0 {
-		return errors.New("policy.paths: at least one policy directory or file is required")
+	switch {
+	case len(c.Paths) == 0 && c.Bundle == nil:
+		return errors.New("policy: set policy.paths (policy directories or files) or policy.bundle (an OPA bundle URL)")
+	case len(c.Paths) > 0 && c.Bundle != nil:
+		return errors.New("policy: policy.paths and policy.bundle are both set; keep exactly one")
+	case c.Bundle != nil:
+		if err := c.Bundle.Validate(); err != nil {
+			return err
+		}
 	}
 	for _, q := range append([]string{c.DecisionQuery}, c.ExtraQueries...) {
 		if q == "" {

@@ -24,6 +24,8 @@ type Engine struct {
 	mu      sync.Mutex // serializes loads, never held by readers
 	lastSig string
 	onSwap  []func(*PolicySet)
+
+	bundle *bundleSource // nil when policies come from Paths
 }
 
 type loadError struct {
@@ -40,7 +42,15 @@ func NewEngine(cfg Config, log *slog.Logger) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, log: log}, nil
+	e := &Engine{cfg: cfg, log: log}
+	if cfg.Bundle != nil {
+		src, err := newBundleSource(*cfg.Bundle)
+		if err != nil {
+			return nil, err
+		}
+		e.bundle = src
+	}
+	return e, nil
 }
 
 // Config returns the effective configuration.
@@ -71,8 +81,9 @@ func (e *Engine) OnSwap(fn func(*PolicySet)) {
 	e.mu.Unlock()
 }
 
-// Load builds a set from the configured paths and swaps it in. On error the
-// serving set is kept and the error returned.
+// Load builds a set from the configured paths, or downloads the configured
+// bundle, and swaps it in. On error the serving set is kept and the error
+// returned.
 func (e *Engine) Load(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -80,33 +91,51 @@ func (e *Engine) Load(ctx context.Context) error {
 }
 
 func (e *Engine) loadLocked(ctx context.Context) error {
+	if e.bundle != nil {
+		return e.loadBundleLocked(ctx)
+	}
 	if err := statPaths(e.cfg.Paths); err != nil {
-		e.lastErr.Store(&loadError{err: err, at: time.Now()})
-		e.loadErrors.Add(1)
-		return err
+		return e.failLocked(err)
 	}
 	sig, _ := signature(e.cfg.Paths)
 	ps, err := Build(ctx, e.cfg)
 	if err != nil {
 		e.lastSig = sig // do not retry the same broken files every tick
-		e.lastErr.Store(&loadError{err: err, at: time.Now()})
-		e.loadErrors.Add(1)
-		return err
+		return e.failLocked(err)
 	}
 	e.lastSig = sig
+	e.swapLocked(ps)
+	return nil
+}
+
+// failLocked records a failed load and returns err.
+func (e *Engine) failLocked(err error) error {
+	e.lastErr.Store(&loadError{err: err, at: time.Now()})
+	e.loadErrors.Add(1)
+	return err
+}
+
+// swapLocked serves ps unless the serving set has the same revision, and
+// reports whether it swapped.
+func (e *Engine) swapLocked(ps *PolicySet) bool {
 	if old := e.cur.Load(); old != nil && old.Revision == ps.Revision {
-		return nil
+		return false
 	}
 	e.cur.Store(ps)
 	for _, fn := range e.onSwap {
 		fn(ps)
 	}
-	return nil
+	return true
 }
 
-// Run watches the configured paths and reloads on change until ctx ends.
-// A failed reload is logged and the last good set keeps serving.
+// Run watches the configured paths and reloads on change, or polls the
+// bundle server, until ctx ends. A failed reload is logged and the last
+// good set keeps serving.
 func (e *Engine) Run(ctx context.Context) {
+	if e.bundle != nil {
+		e.runBundle(ctx)
+		return
+	}
 	filewatch.Every(ctx, e.cfg.ReloadInterval, func() {
 		sig, err := signature(e.cfg.Paths)
 		e.mu.Lock()

@@ -38,6 +38,9 @@ type PolicySet struct {
 	LoadedAt time.Time
 	// Files lists the loaded module and data files.
 	Files []string
+	// BundleRevision is the manifest revision of the bundle the set came
+	// from, if the bundle named one. Revision stays the content hash.
+	BundleRevision string
 	// NonDeterministic is true when a module calls a builtin whose result
 	// may change between identical calls (http.send, time.now_ns, rand.*,
 	// ...). Decisions of such a set are cached only when the policy sets a
@@ -94,13 +97,30 @@ func Build(ctx context.Context, cfg Config) (*PolicySet, error) {
 }
 
 func buildFromResult(ctx context.Context, cfg Config, res *loader.Result) (*PolicySet, error) {
-	if len(res.Modules) == 0 {
-		return nil, fmt.Errorf("loading policies from %s: no .rego modules found", strings.Join(cfg.Paths, ", "))
+	modules := make(map[string]sourceModule, len(res.Modules))
+	for name, f := range res.Modules {
+		modules[name] = sourceModule{Parsed: f.Parsed, Raw: f.Raw}
 	}
-	modules := make(map[string]*ast.Module, len(res.Modules))
+	return compileSet(ctx, cfg, strings.Join(cfg.Paths, ", "), modules, res.Documents)
+}
+
+// sourceModule is one parsed module with the bytes it was parsed from.
+type sourceModule struct {
+	Parsed *ast.Module
+	Raw    []byte
+}
+
+// compileSet compiles and prepares a set from modules (by name) and data,
+// whatever their source (a directory or a bundle); origin names the source
+// in errors.
+func compileSet(ctx context.Context, cfg Config, origin string, sources map[string]sourceModule, documents map[string]any) (*PolicySet, error) {
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("loading policies from %s: no .rego modules found", origin)
+	}
+	modules := make(map[string]*ast.Module, len(sources))
 	h := sha256.New()
-	names := make([]string, 0, len(res.Modules))
-	for name := range res.Modules {
+	names := make([]string, 0, len(sources))
+	for name := range sources {
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -111,13 +131,13 @@ func buildFromResult(ctx context.Context, cfg Config, res *loader.Result) (*Poli
 		h.Write(p)
 	}
 	for _, name := range names {
-		f := res.Modules[name]
+		f := sources[name]
 		modules[name] = f.Parsed
 		writeField([]byte(filepath.Base(name)))
 		writeField(f.Raw)
 	}
 	// encoding/json sorts map keys, so the data hash is canonical.
-	data, err := json.Marshal(res.Documents)
+	data, err := json.Marshal(documents)
 	if err != nil {
 		return nil, fmt.Errorf("encoding data documents: %w", err)
 	}
@@ -129,7 +149,7 @@ func buildFromResult(ctx context.Context, cfg Config, res *loader.Result) (*Poli
 		return nil, fmt.Errorf("compiling policies: %w", compiler.Errors)
 	}
 
-	store := inmem.NewFromObjectWithOpts(res.Documents, inmem.OptRoundTripOnWrite(false))
+	store := inmem.NewFromObjectWithOpts(documents, inmem.OptRoundTripOnWrite(false))
 	ps := &PolicySet{
 		Revision:         hex.EncodeToString(h.Sum(nil))[:16],
 		LoadedAt:         time.Now(),

@@ -335,6 +335,15 @@ func (c *Config) resolvePaths(base string) {
 	for i := range c.Policy.Paths {
 		abs(&c.Policy.Paths[i])
 	}
+	if b := c.Policy.Bundle; b != nil {
+		abs(&b.TLS.CAFile)
+		abs(&b.TLS.CertFile)
+		abs(&b.TLS.KeyFile)
+		abs(&b.PersistDir)
+		if v := b.Verification; v != nil {
+			abs(&v.PublicKeyFile)
+		}
+	}
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
 	abs(&c.TLS.ClientCAFile)
