@@ -67,6 +67,9 @@ func newBundleSource(cfg BundleConfig) (*bundleSource, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
+	// The bundle is gzip already. Without this, an object store that labels
+	// it Content-Encoding: gzip would have it unpacked by the transport.
+	tr.DisableCompression = true
 	src := &bundleSource{
 		cfg: cfg,
 		// No client timeout: each download has its own context deadline.

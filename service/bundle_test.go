@@ -250,3 +250,14 @@ policy:
 		t.Fatalf("paths and bundle together: %v", err)
 	}
 }
+
+func TestBundleExampleConfigParses(t *testing.T) {
+	cfg, err := service.LoadConfig(filepath.Join("..", "examples", "bundles", "authzd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Policy.Bundle
+	if b == nil || len(cfg.Policy.Paths) != 0 || !strings.HasSuffix(b.URL, "/authzd.tar.gz") || b.PersistDir != filepath.Join("..", "examples", "bundles", "state", "bundle") {
+		t.Fatalf("policy = %+v, bundle %+v", cfg.Policy, b)
+	}
+}
