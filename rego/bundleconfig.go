@@ -54,8 +54,9 @@ type BundleVerificationConfig struct {
 	// PublicKeyFile is the PEM public key (or, for HS256, the shared secret)
 	// that signed the bundle.
 	PublicKeyFile string `yaml:"public_key_file"`
-	// KeyID is the key id the signature must name (`opa build
-	// --signing-key ... --claims-file` sets "keyid"). Default "default".
+	// KeyID names the key, as `opa build --verification-key-id` does; the
+	// configured key verifies every bundle whatever key id its signature
+	// names. Default "default".
 	KeyID string `yaml:"key_id"`
 	// Algorithm is the signing algorithm. Default RS256.
 	Algorithm string `yaml:"algorithm"`
