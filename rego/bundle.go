@@ -34,9 +34,10 @@ type bundleSource struct {
 	// store URL carries its credential in the query.
 	logURL string
 
-	etag    string   // of the last downloaded bundle, good or not
-	lastSum [32]byte // of the last bundle bytes built, good or not
-	hasSum  bool
+	etag     string   // of the last downloaded bundle, good or not
+	lastSum  [32]byte // of the last bundle bytes built, good or not
+	hasSum   bool
+	lastGood bool // the bundle of etag and lastSum compiled
 }
 
 func newBundleSource(cfg BundleConfig) (*bundleSource, error) {
@@ -256,20 +257,21 @@ func (e *Engine) loadBundleLocked(ctx context.Context) error {
 		return e.bundleFailedLocked(ctx, fmt.Errorf("policy bundle %s: %w", src.logURL, err))
 	}
 	if res.notModified {
-		return e.servingOrLastError()
+		return e.unchangedLocked()
 	}
 	src.etag = res.etag
 	sum := sha256.Sum256(res.body)
 	if src.hasSum && sum == src.lastSum {
 		// Same bytes as last time (a server without ETags): already built,
 		// or already known to be broken.
-		return e.servingOrLastError()
+		return e.unchangedLocked()
 	}
-	src.lastSum, src.hasSum = sum, true
+	src.lastSum, src.hasSum, src.lastGood = sum, true, false
 	ps, err := src.build(ctx, e.cfg, src.logURL, res.body)
 	if err != nil {
 		return e.bundleFailedLocked(ctx, fmt.Errorf("policy bundle %s: %w", src.logURL, err))
 	}
+	src.lastGood = true
 	if e.swapLocked(ps) {
 		e.log.Info("policy bundle activated", "revision", ps.Revision, "bundle_revision", ps.BundleRevision, "modules", len(ps.Files))
 		if src.cfg.PersistDir != "" {
@@ -293,7 +295,7 @@ func (e *Engine) bundleFailedLocked(ctx context.Context, err error) error {
 			ps, berr := src.build(ctx, e.cfg, path, raw)
 			if berr == nil {
 				if !src.hasSum {
-					src.lastSum, src.hasSum = sha256.Sum256(raw), true
+					src.lastSum, src.hasSum, src.lastGood = sha256.Sum256(raw), true, true
 				}
 				e.swapLocked(ps)
 				e.log.Warn("policy bundle unavailable; serving the persisted last good bundle",
@@ -309,8 +311,13 @@ func (e *Engine) bundleFailedLocked(ctx context.Context, err error) error {
 	return e.failLocked(err)
 }
 
-// servingOrLastError returns nil when a set serves, else why none does.
-func (e *Engine) servingOrLastError() error {
+// unchangedLocked handles a download of the bundle last seen: when that
+// bundle is the one serving, an earlier error (e.g. the server was down) is
+// over. It returns nil when a set serves, else why none does.
+func (e *Engine) unchangedLocked() error {
+	if e.bundle.lastGood {
+		e.lastErr.Store(nil)
+	}
 	if e.cur.Load() != nil {
 		return nil
 	}

@@ -287,6 +287,37 @@ func TestBundleBrokenKeepsLastGood(t *testing.T) {
 	}
 }
 
+func TestBundleOutageEndsWithUnchangedBundle(t *testing.T) {
+	for _, etag := range []string{`"same"`, ""} {
+		t.Run("etag "+etag, func(t *testing.T) {
+			bs := newBundleServer(t)
+			body := allowedBundle(t, "same", "read")
+			bs.set(body, etag)
+			e, _ := NewEngine(bundleConfig(bs.URL), nil)
+			if err := e.Load(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			good := e.Current()
+			bs.fail(http.StatusBadGateway)
+			if err := e.Load(t.Context()); err == nil || e.LastError() == nil {
+				t.Fatalf("outage: err %v, LastError %v", err, e.LastError())
+			}
+			// The server is back with the bundle that serves: a 304, or the
+			// same bytes. The outage is over, nothing is rebuilt.
+			bs.set(body, etag)
+			if err := e.Load(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if e.LastError() != nil {
+				t.Errorf("LastError after the server is back = %v", e.LastError())
+			}
+			if e.Current() != good {
+				t.Error("an unchanged bundle must keep the same set")
+			}
+		})
+	}
+}
+
 func TestBundleServerDownThenUp(t *testing.T) {
 	bs := newBundleServer(t)
 	bs.fail(http.StatusServiceUnavailable)
@@ -352,6 +383,15 @@ func TestBundlePersistDir(t *testing.T) {
 		t.Error("LastError must still report that the server is unreachable")
 	}
 	mustAllow(t, ps, "read", true)
+
+	// A server answering with the persisted bytes ends the outage.
+	bs2 := newBundleServer(t)
+	bs2.set(allowedBundle(t, "persisted", "read"), "")
+	e2.cfg.Bundle.URL = bs2.URL
+	e2.bundle.cfg.URL = bs2.URL
+	if err := e2.Load(t.Context()); err != nil || e2.LastError() != nil || e2.Current() != ps {
+		t.Fatalf("server back with the persisted bundle: err %v, LastError %v", err, e2.LastError())
+	}
 
 	// Without a persisted bundle the same start-up serves nothing.
 	cfg.Bundle.PersistDir = filepath.Join(t.TempDir(), "empty")
@@ -519,4 +559,27 @@ func FuzzReadBundle(f *testing.F) {
 		}
 		_, _ = buildFromBundle(context.Background(), Config{}.WithDefaults(), "fuzz", &b)
 	})
+}
+
+func TestBundleRebuiltSameRevisionClearsError(t *testing.T) {
+	bs := newBundleServer(t)
+	bs.set(allowedBundle(t, "r", "read"), `"a"`)
+	e, _ := NewEngine(bundleConfig(bs.URL), nil)
+	if err := e.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	good := e.Current()
+	bs.set([]byte("garbage"), `"b"`)
+	if err := e.Load(t.Context()); err == nil {
+		t.Fatal("garbage must fail")
+	}
+	// Same modules and data in different bytes (a new manifest revision
+	// does not change the content hash): no swap, and the error is over.
+	bs.set(allowedBundle(t, "r2", "read"), `"c"`)
+	if err := e.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e.Current() != good || e.LastError() != nil {
+		t.Errorf("same content: swapped %v, LastError %v", e.Current() != good, e.LastError())
+	}
 }

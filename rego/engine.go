@@ -116,8 +116,10 @@ func (e *Engine) failLocked(err error) error {
 }
 
 // swapLocked serves ps unless the serving set has the same revision, and
-// reports whether it swapped.
+// reports whether it swapped. Either way the last load succeeded, so an
+// earlier error (say, a broken edit since reverted) no longer applies.
 func (e *Engine) swapLocked(ps *PolicySet) bool {
+	e.lastErr.Store(nil)
 	if old := e.cur.Load(); old != nil && old.Revision == ps.Revision {
 		return false
 	}
