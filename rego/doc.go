@@ -1,5 +1,6 @@
-// Package rego loads, compiles and hot-reloads Rego policies and data, and
-// evaluates decisions with prepared queries.
+// Package rego loads, compiles and hot-reloads Rego policies and data, from
+// directories or from OPA bundles downloaded over HTTP, and evaluates
+// decisions with prepared queries.
 //
 // A PolicySet is immutable once built: its revision is the SHA-256 of every
 // module and data document, and its queries are prepared once. The Engine
