@@ -583,3 +583,60 @@ func TestBundleRebuiltSameRevisionClearsError(t *testing.T) {
 		t.Errorf("same content: swapped %v, LastError %v", e.Current() != good, e.LastError())
 	}
 }
+
+func TestBundleDownloadHonoursContextAndTimeout(t *testing.T) {
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers; ends when the client gives up
+	}))
+	t.Cleanup(hang.Close)
+	cfg := bundleConfig(hang.URL)
+	cfg.Bundle.Timeout = 50 * time.Millisecond
+	e, _ := NewEngine(cfg, nil)
+	if err := e.Load(t.Context()); err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Fatalf("Load against a hanging server = %v, want the download timeout", err)
+	}
+
+	cfg.Bundle.Timeout = time.Hour
+	e, _ = NewEngine(cfg, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := e.Load(ctx); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("Load with a cancelled context = %v", err)
+	}
+	if e.Current() != nil {
+		t.Fatal("nothing may serve")
+	}
+}
+
+func TestBundleOverTLSWithCAFile(t *testing.T) {
+	body := allowedBundle(t, "tls", "read")
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	untrusted, _ := NewEngine(bundleConfig(srv.URL), nil)
+	if err := untrusted.Load(t.Context()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("server not in the system roots: %v", err)
+	}
+
+	cfg := bundleConfig(srv.URL)
+	cfg.Bundle.TLS.CAFile = caFile
+	e, err := NewEngine(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if e.Current().BundleRevision != "tls" {
+		t.Errorf("revision = %q", e.Current().BundleRevision)
+	}
+
+	cfg.Bundle.TLS.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := NewEngine(cfg, nil); err == nil || !strings.Contains(err.Error(), "policy.bundle.tls.ca_file") {
+		t.Fatalf("missing CA file: %v", err)
+	}
+}
