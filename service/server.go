@@ -155,6 +155,9 @@ func (s *Server) readiness() (bool, map[string]string) {
 		out["policy"] = msg
 	} else {
 		out["policy"] = "ok revision " + ps.Revision
+		if ps.BundleRevision != "" {
+			out["policy"] += " (bundle revision " + ps.BundleRevision + ")"
+		}
 		if err := s.engine.LastError(); err != nil {
 			out["policy"] += " (last reload failed: " + err.Error() + ")"
 		}
