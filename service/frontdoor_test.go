@@ -1,0 +1,82 @@
+package service_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/authzd/authzd/service"
+)
+
+// A client talks to the proxy, and the proxy passes the client's headers
+// on to forward-auth; it overwrites only the X-Forwarded-*/X-Original-*
+// headers it is configured to set. A copy of another of those headers
+// sent by the client must not decide which request is authorized.
+func TestForwardAuthRefusesClientCopiesOfTheOriginalRequest(t *testing.T) {
+	s := startEnvoyServer(t, examplePolicies(t), nil)
+	url := "http://" + s.httpAddr + service.ForwardAuthPath
+	cases := []struct {
+		name    string
+		headers http.Header
+	}{
+		{"nginx sets X-Original-*, client adds X-Forwarded-*", http.Header{
+			"X-Original-Uri": {"/admin/users"}, "X-Original-Method": {"DELETE"},
+			"X-Forwarded-Uri": {"/healthz"}, "X-Forwarded-Method": {"GET"},
+		}},
+		{"Traefik sets X-Forwarded-*, client adds X-Original-*", http.Header{
+			"X-Forwarded-Uri": {"/admin/users"}, "X-Forwarded-Method": {"DELETE"},
+			"X-Original-Uri": {"/healthz"}, "X-Original-Method": {"GET"},
+		}},
+		{"client copy first, proxy value appended", http.Header{
+			"X-Forwarded-Uri": {"/healthz", "/admin/users"}, "X-Forwarded-Method": {"GET", "DELETE"},
+		}},
+		{"X-Original-Url disagrees", http.Header{
+			"X-Original-Url": {"/healthz"}, "X-Original-Uri": {"/admin/users"}, "X-Original-Method": {"GET"},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest("GET", url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = tc.headers
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				t.Fatalf("status %d: the client's copy of the original request was authorized", resp.StatusCode)
+			}
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", resp.StatusCode)
+			}
+		})
+	}
+	t.Run("agreeing copies are fine", func(t *testing.T) {
+		resp, _ := httpDo(t, "GET", url, map[string]string{
+			"X-Original-URI": "/healthz", "X-Forwarded-Uri": "/healthz", "X-Original-Method": "GET", "X-Forwarded-Method": "GET",
+		})
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+}
+
+// Envoy's http_service mode treats a 200 from the authorization server as
+// an allow, whatever the body says. A policy deny must never reach Envoy
+// as a 200, even when the policy's http_status asks for one (or for an
+// informational status, after which Go's server sends a 200).
+func TestEnvoyHTTPServiceDenyIsNeverA200(t *testing.T) {
+	for _, status := range []string{"200", "204", "100", "103"} {
+		t.Run(status, func(t *testing.T) {
+			s := startEnvoyServer(t, map[string]string{"p.rego": `package envoy.authz
+allow := {"allowed": false, "http_status": ` + status + `, "body": "no"}
+`}, nil)
+			resp, _ := httpDo(t, "GET", "http://"+s.httpAddr+service.EnvoyHTTPPrefix+"/orders/1", nil)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("policy deny with http_status %s answered %d, want 403", status, resp.StatusCode)
+			}
+		})
+	}
+}
