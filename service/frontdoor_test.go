@@ -4,6 +4,10 @@ import (
 	"net/http"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+
 	"github.com/authzd/authzd/service"
 )
 
@@ -79,4 +83,40 @@ allow := {"allowed": false, "http_status": ` + status + `, "body": "no"}
 			}
 		})
 	}
+}
+
+// Many upstream stacks (CGI/WSGI environ, some frameworks) read
+// x_authzd_subject and x-authzd-subject as the same header, and Envoy
+// passes headers with underscores on by default. A client's underscore
+// copy of a principal header must never reach the upstream next to (or
+// instead of) the verified one, nor the policy.
+func TestEnvoyRefusesDisguisedPrincipalHeaders(t *testing.T) {
+	s := startEnvoyServer(t, examplePolicies(t), nil)
+	for _, name := range []string{"x_authzd_subject", "X_Authzd_Subject", "x-authzd_subject"} {
+		t.Run("ext_authz "+name, func(t *testing.T) {
+			resp := s.check(t, envoyRequest("GET", "/healthz", map[string]string{name: "admin"}, ""))
+			wantCode(t, resp, codes.PermissionDenied)
+			if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != typev3.StatusCode_BadRequest {
+				t.Fatalf("http status %v, want 400", got)
+			}
+		})
+	}
+	t.Run("header_map", func(t *testing.T) {
+		req := envoyRequest("GET", "/healthz", nil, "")
+		req.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "x_authzd_subject", Value: "admin"}}}
+		resp := s.check(t, req)
+		wantCode(t, resp, codes.PermissionDenied)
+	})
+	t.Run("forward-auth", func(t *testing.T) {
+		resp, _ := httpDo(t, "GET", "http://"+s.httpAddr+service.ForwardAuthPath, map[string]string{
+			"X-Forwarded-Uri": "/healthz", "X-Forwarded-Method": "GET", "X_Authzd_Subject": "admin",
+		})
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("forward-auth allowed a request carrying a disguised principal header")
+		}
+	})
+	t.Run("the exact name is still stripped and the request decided", func(t *testing.T) {
+		resp := s.check(t, envoyRequest("GET", "/healthz", map[string]string{"x-authzd-subject": "admin"}, ""))
+		wantCode(t, resp, codes.OK)
+	})
 }
