@@ -88,6 +88,10 @@ func (f *envoyFlow) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 		scheme = "http"
 	}
 	req := f.httpCheckRequest(r, method, host, uri, scheme)
+	if req == nil {
+		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
+		return
+	}
 	resp, err := f.check(r.Context(), req)
 	if err != nil {
 		writeCheckError(w, err)
@@ -118,6 +122,10 @@ func (f *envoyFlow) serveEnvoyHTTP(w http.ResponseWriter, r *http.Request) {
 		scheme = "http"
 	}
 	req := f.httpCheckRequest(r, r.Method, r.Host, path, scheme)
+	if req == nil {
+		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
+		return
+	}
 	resp, err := f.check(r.Context(), req)
 	if err != nil {
 		writeCheckError(w, err)
@@ -170,6 +178,7 @@ func writeCheckError(w http.ResponseWriter, err error) {
 // request: headers lower-cased with repeated values joined by ",", the
 // pseudo-headers, and the body up to max_body_bytes (the content-length
 // header then tells the policy, through truncated_body, that it is cut).
+// It is nil for a longer body of unknown length.
 func (f *envoyFlow) httpCheckRequest(r *http.Request, method, host, uri, scheme string) *authv3.CheckRequest {
 	headers := make(map[string]string, len(r.Header)+4)
 	for k, vs := range r.Header {
@@ -184,7 +193,17 @@ func (f *envoyFlow) httpCheckRequest(r *http.Request, method, host, uri, scheme 
 	headers[":scheme"] = scheme
 	var body []byte
 	if r.Body != nil && f.cfg.MaxBodyBytes > 0 {
-		body, _ = io.ReadAll(io.LimitReader(r.Body, int64(f.cfg.MaxBodyBytes)))
+		body, _ = io.ReadAll(io.LimitReader(r.Body, int64(f.cfg.MaxBodyBytes)+1))
+		if len(body) > f.cfg.MaxBodyBytes {
+			body = body[:f.cfg.MaxBodyBytes]
+			if r.ContentLength < 0 {
+				// A chunked body cut here, with no content-length to
+				// tell the policy (truncated_body): the cut would be
+				// parsed as if it were the whole body. Refused, as
+				// Envoy refuses a body over max_request_bytes (413).
+				return nil
+			}
+		}
 	}
 	// Like Envoy: the query stays in path, query and fragment are empty.
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{

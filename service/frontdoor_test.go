@@ -1,7 +1,9 @@
 package service_test
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -119,4 +121,39 @@ func TestEnvoyRefusesDisguisedPrincipalHeaders(t *testing.T) {
 		resp := s.check(t, envoyRequest("GET", "/healthz", map[string]string{"x-authzd-subject": "admin"}, ""))
 		wantCode(t, resp, codes.OK)
 	})
+}
+
+// A chunked body (no Content-Length) longer than max_body_bytes is cut by
+// authzd; the cut must be visible (truncated_body), never parsed as if it
+// were the whole body: "pad=...&amount=1000" cut to "...&amount=10" is a
+// different request.
+func TestEnvoyHTTPServiceChunkedBodyOverTheLimitIsTruncated(t *testing.T) {
+	s := startEnvoyServer(t, map[string]string{"p.rego": `package envoy.authz
+allow if { not input.truncated_body; input.parsed_body.amount == ["10"] }
+`}, func(c *service.Config) { c.Envoy.MaxBodyBytes = 64 })
+	post := func(body string) int {
+		t.Helper()
+		// MultiReader hides the length: the client sends it chunked.
+		req, err := http.NewRequest("POST", "http://"+s.httpAddr+service.EnvoyHTTPPrefix+"/pay", io.MultiReader(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := post("amount=10"); c != 200 {
+		t.Fatalf("a short chunked body: %d", c)
+	}
+	pad := "pad=" + strings.Repeat("x", 64-len("pad=")-len("&amount=10")) + "&amount=10"
+	if len(pad) != 64 {
+		t.Fatalf("test body is %d bytes", len(pad))
+	}
+	if c := post(pad + "00"); c != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a chunked body over max_body_bytes: %d, want 413 (200 means the cut was decided as if it were whole)", c)
+	}
 }
