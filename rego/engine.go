@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/authzd/authzd/internal/filewatch"
 )
 
 // Engine holds the current PolicySet and reloads it when the files change.
@@ -16,6 +18,8 @@ type Engine struct {
 
 	cur     atomic.Pointer[PolicySet]
 	lastErr atomic.Pointer[loadError]
+	// loadErrors counts failed loads, for metrics.
+	loadErrors atomic.Uint64
 
 	mu      sync.Mutex // serializes loads, never held by readers
 	lastSig string
@@ -78,6 +82,7 @@ func (e *Engine) Load(ctx context.Context) error {
 func (e *Engine) loadLocked(ctx context.Context) error {
 	if err := statPaths(e.cfg.Paths); err != nil {
 		e.lastErr.Store(&loadError{err: err, at: time.Now()})
+		e.loadErrors.Add(1)
 		return err
 	}
 	sig, _ := signature(e.cfg.Paths)
@@ -85,6 +90,7 @@ func (e *Engine) loadLocked(ctx context.Context) error {
 	if err != nil {
 		e.lastSig = sig // do not retry the same broken files every tick
 		e.lastErr.Store(&loadError{err: err, at: time.Now()})
+		e.loadErrors.Add(1)
 		return err
 	}
 	e.lastSig = sig
@@ -101,22 +107,12 @@ func (e *Engine) loadLocked(ctx context.Context) error {
 // Run watches the configured paths and reloads on change until ctx ends.
 // A failed reload is logged and the last good set keeps serving.
 func (e *Engine) Run(ctx context.Context) {
-	if e.cfg.ReloadInterval < 0 {
-		return
-	}
-	t := time.NewTicker(e.cfg.ReloadInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	filewatch.Every(ctx, e.cfg.ReloadInterval, func() {
 		sig, err := signature(e.cfg.Paths)
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		if err == nil && sig == e.lastSig {
-			e.mu.Unlock()
-			continue
+			return
 		}
 		old := e.cur.Load()
 		if lerr := e.loadLocked(ctx); lerr != nil {
@@ -128,6 +124,8 @@ func (e *Engine) Run(ctx context.Context) {
 		} else if cur := e.cur.Load(); cur != old {
 			e.log.Info("policy reloaded", "revision", cur.Revision, "files", len(cur.Files))
 		}
-		e.mu.Unlock()
-	}
+	})
 }
+
+// LoadErrors counts loads that failed since the engine was created.
+func (e *Engine) LoadErrors() uint64 { return e.loadErrors.Load() }

@@ -53,6 +53,14 @@ type PolicySet struct {
 	timeout       time.Duration
 }
 
+// hidden reports whether a file or directory below a configured path starts
+// with a dot. Such entries are skipped: a Kubernetes ConfigMap volume holds
+// every file three times (the visible symlink, ..data/ and a timestamped
+// ..2026_…/ directory), and loading them all would define each rule thrice.
+func hidden(info fs.FileInfo, depth int) bool {
+	return depth > 0 && strings.HasPrefix(info.Name(), ".")
+}
+
 // isServedFile reports whether a file belongs to the serving set.
 func isServedFile(path string) bool {
 	switch strings.ToLower(filepath.Ext(path)) {
@@ -73,7 +81,10 @@ func Build(ctx context.Context, cfg Config) (*PolicySet, error) {
 	}
 	res, err := loader.NewFileLoader().
 		WithRegoVersion(ast.RegoV1).
-		Filtered(cfg.Paths, func(abspath string, info fs.FileInfo, _ int) bool {
+		Filtered(cfg.Paths, func(abspath string, info fs.FileInfo, depth int) bool {
+			if hidden(info, depth) {
+				return true
+			}
 			return !info.IsDir() && !isServedFile(abspath)
 		})
 	if err != nil {
@@ -247,7 +258,9 @@ func signature(paths []string) (string, error) {
 			if d.IsDir() {
 				return nil
 			}
-			info, err := d.Info()
+			// Stat through symlinks: a ConfigMap update swaps the target of
+			// a symlink whose own metadata does not change.
+			info, err := os.Stat(path)
 			if err != nil {
 				return err
 			}

@@ -176,3 +176,46 @@ func TestRunTests(t *testing.T) {
 		t.Errorf("report must name the failing test: %s", out.String())
 	}
 }
+
+// TestConfigMapVolumeLayout loads a directory laid out the way Kubernetes
+// mounts a ConfigMap: each file is a symlink into ..data, itself a symlink
+// to a timestamped directory. Every rule must load once, and swapping
+// ..data (an update) must change the signature the watcher compares.
+func TestConfigMapVolumeLayout(t *testing.T) {
+	dir := t.TempDir()
+	v1 := filepath.Join(dir, "..2026_01_01")
+	os.Mkdir(v1, 0o755)
+	writePolicy(t, v1, "p.rego", "package authzd\nimport rego.v1\ndefault decision := false\ndecision if input.x == 1\n")
+	if err := os.Symlink("..2026_01_01", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..data/p.rego", filepath.Join(dir, "p.rego")); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := Build(context.Background(), Config{Paths: []string{dir}})
+	if err != nil {
+		t.Fatalf("a ConfigMap layout must load (each rule once): %v", err)
+	}
+	if len(ps.Files) != 1 {
+		t.Fatalf("loaded %v, want only the visible p.rego", ps.Files)
+	}
+	before, _ := signature([]string{dir})
+
+	v2 := filepath.Join(dir, "..2026_01_02")
+	os.Mkdir(v2, 0o755)
+	writePolicy(t, v2, "p.rego", "package authzd\nimport rego.v1\ndefault decision := false\ndecision if input.x == 2\n")
+	tmp := filepath.Join(dir, "..data_tmp")
+	os.Symlink("..2026_01_02", tmp)
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(v1)
+	after, _ := signature([]string{dir})
+	if before == after {
+		t.Fatal("swapping ..data must change the signature")
+	}
+	ps2, err := Build(context.Background(), Config{Paths: []string{dir}})
+	if err != nil || ps2.Revision == ps.Revision {
+		t.Fatalf("the updated set must load with a new revision: %v", err)
+	}
+}

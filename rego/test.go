@@ -27,7 +27,10 @@ func RunTests(ctx context.Context, paths []string, w io.Writer, verbose bool) (T
 	var sum TestSummary
 	res, err := loader.NewFileLoader().
 		WithRegoVersion(ast.RegoV1).
-		Filtered(paths, func(abspath string, info fs.FileInfo, _ int) bool {
+		Filtered(paths, func(abspath string, info fs.FileInfo, depth int) bool {
+			if hidden(info, depth) {
+				return true
+			}
 			if info.IsDir() {
 				return false
 			}

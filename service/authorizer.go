@@ -134,21 +134,9 @@ func (a *Authorizer) credentialFromProto(c *authzdv1.Credentials) (identity.Cred
 		}
 		return identity.Credential{Kind: identity.KindNone}, nil
 	case *authzdv1.Credentials_BearerToken:
-		if k.BearerToken == "" {
-			return identity.Credential{}, badRequest("credentials.bearer_token: empty")
-		}
-		if len(k.BearerToken) > a.limits.MaxCredentialBytes {
-			return identity.Credential{}, badRequest("credentials.bearer_token: longer than %d bytes", a.limits.MaxCredentialBytes)
-		}
-		return identity.Credential{Kind: identity.KindBearer, Token: k.BearerToken}, nil
+		return a.tokenCredential("credentials.bearer_token", identity.KindBearer, k.BearerToken)
 	case *authzdv1.Credentials_ApiKey:
-		if k.ApiKey == "" {
-			return identity.Credential{}, badRequest("credentials.api_key: empty")
-		}
-		if len(k.ApiKey) > a.limits.MaxCredentialBytes {
-			return identity.Credential{}, badRequest("credentials.api_key: longer than %d bytes", a.limits.MaxCredentialBytes)
-		}
-		return identity.Credential{Kind: identity.KindAPIKey, Token: k.ApiKey}, nil
+		return a.tokenCredential("credentials.api_key", identity.KindAPIKey, k.ApiKey)
 	case *authzdv1.Credentials_AwsSigv4:
 		r := k.AwsSigv4
 		if r == nil || r.Method == "" || r.Url == "" {
@@ -166,6 +154,18 @@ func (a *Authorizer) credentialFromProto(c *authzdv1.Credentials) (identity.Cred
 		}}, nil
 	}
 	return identity.Credential{}, badRequest("credentials: unknown credential kind")
+}
+
+// tokenCredential checks a token-like credential's size before anything
+// parses it.
+func (a *Authorizer) tokenCredential(field string, kind identity.Kind, token string) (identity.Credential, error) {
+	if token == "" {
+		return identity.Credential{}, badRequest("%s: empty", field)
+	}
+	if len(token) > a.limits.MaxCredentialBytes {
+		return identity.Credential{}, badRequest("%s: longer than %d bytes", field, a.limits.MaxCredentialBytes)
+	}
+	return identity.Credential{Kind: kind, Token: token}, nil
 }
 
 // credKey is the identity-cache key of a credential: a hash, never the

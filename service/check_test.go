@@ -318,6 +318,9 @@ func TestHotReload(t *testing.T) {
 		body := httpGet(t, "http://"+ts.httpAddr+"/readyz")
 		return strings.Contains(body, "last reload failed") && strings.Contains(body, "broken.rego:")
 	})
+	if body := httpGet(t, "http://"+ts.httpAddr+"/metrics"); strings.Contains(body, "authzd_policy_reload_errors_total 0") || !strings.Contains(body, "authzd_policy_reload_errors_total") {
+		t.Error("a failed reload must be counted in authzd_policy_reload_errors_total")
+	}
 	still, err := ts.client.Check(ctx, req)
 	if err != nil || !still.Allowed || still.PolicyRevision != after.PolicyRevision {
 		t.Fatalf("last good set must keep serving: %v %v", still, err)

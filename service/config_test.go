@@ -1,11 +1,16 @@
 package service
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -88,5 +93,48 @@ func TestNewRejectsGarbageKeyFile(t *testing.T) {
 	_, err := New(t.Context(), Config{Policy: regoCfg(dir), Identity: IdentityConfig{APIKeys: APIKeysConfig{File: keys}}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "identity.api_keys.file") {
 		t.Fatalf("want an error naming identity.api_keys.file, got %v", err)
+	}
+}
+
+// TestKubernetesExampleConfig checks that the config embedded in the
+// Kubernetes example is one authzd accepts.
+func TestKubernetesExampleConfig(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "examples", "kubernetes", "authzd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	kinds := map[string]bool{}
+	var embedded string
+	for {
+		var doc struct {
+			Kind     string                `yaml:"kind"`
+			Metadata struct{ Name string } `yaml:"metadata"`
+			Data     map[string]string     `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatalf("manifest is not valid YAML: %v", err)
+		}
+		kinds[doc.Kind] = true
+		if doc.Kind == "ConfigMap" && doc.Metadata.Name == "authzd-config" {
+			embedded = doc.Data["authzd.yaml"]
+		}
+	}
+	for _, k := range []string{"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} {
+		if !kinds[k] {
+			t.Errorf("manifest has no %s", k)
+		}
+	}
+	t.Setenv("REDIS_PASSWORD", "p")
+	t.Setenv("AUTHZD_CACHE_VALUE_KEY", strings.Repeat("k", 64))
+	cfg, err := ParseConfig([]byte(embedded), "/etc/authzd/config")
+	if err != nil {
+		t.Fatalf("embedded config: %v", err)
+	}
+	if !cfg.TLS.Enabled() || !cfg.Cache.Redis.Enabled() {
+		t.Error("the example runs TLS and Redis")
 	}
 }

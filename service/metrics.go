@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/authzd/authzd/rego"
 )
 
 // metrics are registered on a per-server registry, so several servers in one
@@ -17,7 +19,6 @@ type metrics struct {
 	identityHits, identityMisses                   prometheus.Counter
 	decisionHits, decisionMisses                   prometheus.Counter
 	evalErrors                                     prometheus.Counter
-	reloadErrors                                   prometheus.Counter
 	revision                                       *prometheus.GaugeVec
 }
 
@@ -48,15 +49,19 @@ func newMetrics() *metrics {
 		evalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authzd_policy_eval_errors_total", Help: "Evaluations that failed and were denied.",
 		}),
-		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "authzd_policy_reload_errors_total", Help: "Policy loads that failed; the last good set kept serving.",
-		}),
 		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "authzd_policy_revision_info", Help: "The serving policy revision (value is always 1).",
 		}, []string{"revision"}),
 	}
-	reg.MustRegister(checks, cacheReq, m.duration, m.evalErrors, m.reloadErrors, m.revision)
+	reg.MustRegister(checks, cacheReq, m.duration, m.evalErrors, m.revision)
 	return m
+}
+
+// watchEngine exports the engine's failed-load count.
+func (m *metrics) watchEngine(e *rego.Engine) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "authzd_policy_reload_errors_total", Help: "Policy loads that failed; the last good set kept serving.",
+	}, func() float64 { return float64(e.LoadErrors()) }))
 }
 
 func (m *metrics) observe(allowed, cached bool, d time.Duration) {

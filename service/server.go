@@ -72,6 +72,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		cfg: cfg, log: log, engine: engine, providers: providers,
 		metrics: newMetrics(), health: health.NewServer(), mux: http.NewServeMux(),
 	}
+	s.metrics.watchEngine(engine)
 	s.auth = newAuthorizer(cfg, engine, providers.chain, log, s.metrics)
 	if cfg.Cache.Redis.Enabled() {
 		rt, err := newRedisTier(cfg.Cache.Redis, s.auth, cfg.Cache.Memory, log, s.metrics)
@@ -96,7 +97,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	})
 	if err := engine.Load(ctx); err != nil {
-		s.metrics.reloadErrors.Inc()
 		log.Error("initial policy load failed; serving NOT_SERVING until a policy compiles", "error", err)
 	} else {
 		ps := engine.Current()

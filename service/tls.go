@@ -9,7 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
-	"time"
+
+	"github.com/authzd/authzd/internal/filewatch"
 )
 
 // tlsReloader serves the current certificate and client CAs, re-reading the
@@ -30,16 +31,7 @@ func newTLSReloader(cfg TLSConfig, log *slog.Logger) (*tlsReloader, error) {
 }
 
 func (r *tlsReloader) signature() string {
-	s := ""
-	for _, f := range []string{r.cfg.CertFile, r.cfg.KeyFile, r.cfg.ClientCAFile} {
-		if f == "" {
-			continue
-		}
-		if info, err := os.Stat(f); err == nil {
-			s += fmt.Sprintf("%s:%d:%d;", f, info.Size(), info.ModTime().UnixNano())
-		}
-	}
-	return s
+	return filewatch.Signature(r.cfg.CertFile, r.cfg.KeyFile, r.cfg.ClientCAFile)
 }
 
 func (r *tlsReloader) load() error {
@@ -81,21 +73,14 @@ func (r *tlsReloader) Config() *tls.Config {
 }
 
 func (r *tlsReloader) run(ctx context.Context) {
-	t := time.NewTicker(r.cfg.ReloadInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	filewatch.Every(ctx, r.cfg.ReloadInterval, func() {
 		if r.signature() == r.sig {
-			continue
+			return
 		}
 		if err := r.load(); err != nil {
 			r.log.Error("TLS reload failed; keeping the current certificate", "error", err)
 		} else {
 			r.log.Info("TLS certificate reloaded")
 		}
-	}
+	})
 }

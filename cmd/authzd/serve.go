@@ -10,8 +10,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/authzd/authzd/service"
 )
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
+}
 
 func cmdServe(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -29,6 +37,10 @@ func cmdServe(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	// go-redis logs dial failures through its own global logger; route them
+	// into the structured log at debug level (the breaker already logs and
+	// counts outages once).
+	redis.SetLogger(redisLogger{log: log.With("component", "redis")})
 	if *configPath == "" {
 		fmt.Fprintln(stderr, "authzd serve: --config is required (try examples/quickstart/authzd.yaml)")
 		return 2

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/authzd/authzd/identity"
+	"github.com/authzd/authzd/internal/filewatch"
 )
 
 // Record is the stored form of one key. It never holds the key itself.
@@ -168,19 +169,11 @@ func (s *FileStore) Lookup(_ context.Context, id string) (*Record, error) {
 	return nil, ErrNotFound
 }
 
-func fileSig(path string) string {
-	info, err := os.Stat(path)
-	if err != nil {
-		return "missing"
-	}
-	return fmt.Sprintf("%d/%d", info.Size(), info.ModTime().UnixNano())
-}
-
 // Reload reads the file now.
 func (s *FileStore) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sig := fileSig(s.path)
+	sig := filewatch.Signature(s.path)
 	f, err := ReadFile(s.path)
 	s.lastSig = sig
 	if err != nil {
@@ -197,24 +190,17 @@ func (s *FileStore) Reload() error {
 // Watch reloads the file whenever its size or modification time changes,
 // until ctx ends.
 func (s *FileStore) Watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	filewatch.Every(ctx, every, func() {
 		s.mu.Lock()
-		changed := fileSig(s.path) != s.lastSig
+		changed := filewatch.Signature(s.path) != s.lastSig
 		s.mu.Unlock()
 		if !changed {
-			continue
+			return
 		}
 		if err := s.Reload(); err != nil {
 			s.log.Error("api key file reload failed; keeping the last good keys", "path", s.path, "error", err)
 		} else {
 			s.log.Info("api key file reloaded", "path", s.path, "keys", len(*s.recs.Load()))
 		}
-	}
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authzd/authzd/internal/filewatch"
 	"gopkg.in/yaml.v3"
 )
 
@@ -204,21 +205,7 @@ type FileStore struct {
 	keys atomic.Pointer[map[string]*ServiceKey]
 
 	mu      sync.Mutex // serialises reloads
-	lastSig fileSig
-}
-
-// fileSig identifies a version of the file cheaply.
-type fileSig struct {
-	mod  time.Time
-	size int64
-}
-
-func statSig(path string) fileSig {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileSig{}
-	}
-	return fileSig{mod: fi.ModTime(), size: fi.Size()}
+	lastSig string
 }
 
 var _ KeyStore = (*FileStore)(nil)
@@ -240,7 +227,7 @@ func OpenFileStore(path string, key []byte) (*FileStore, error) {
 func (s *FileStore) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sig := statSig(s.path)
+	sig := filewatch.Signature(s.path)
 	raw, err := os.ReadFile(s.path)
 	if err != nil {
 		return fmt.Errorf("keys file: %w", err)
@@ -258,26 +245,19 @@ func (s *FileStore) Reload() error {
 // checking every interval, until ctx ends. A file that fails to load is
 // logged and the last good keys stay in use.
 func (s *FileStore) Watch(ctx context.Context, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	filewatch.Every(ctx, every, func() {
 		s.mu.Lock()
-		changed := statSig(s.path) != s.lastSig
+		changed := filewatch.Signature(s.path) != s.lastSig
 		s.mu.Unlock()
 		if !changed {
-			continue
+			return
 		}
 		if err := s.Reload(); err != nil {
 			log.Error("aws keys file reload failed; keeping the last good keys", "path", s.path, "error", err)
 		} else {
 			log.Info("aws keys file reloaded", "path", s.path, "keys", s.Len())
 		}
-	}
+	})
 }
 
 // Len returns the number of enabled keys.
