@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,6 +149,7 @@ type envoyFlow struct {
 	log     *slog.Logger
 	inOpts  envoyInputOptions
 	phNames map[string]bool   // lower-case principal header names
+	phNorm  map[string]bool   // the same with "_" written "-"
 	phField map[string]string // lower-case header name -> principal field
 	phOrder []string
 }
@@ -157,12 +159,14 @@ func newEnvoyFlow(a *Authorizer, cfg EnvoyConfig, log *slog.Logger) *envoyFlow {
 		a: a, cfg: cfg, query: cfg.Query(), log: log,
 		inOpts:  envoyInputOptions{SkipBodyParse: cfg.SkipRequestBodyParse},
 		phNames: map[string]bool{},
+		phNorm:  map[string]bool{},
 		phField: map[string]string{},
 	}
 	for h := range cfg.PrincipalHeaders {
 		// Envoy sends header names lower-cased; so does authzd.
 		name := strings.ToLower(h)
 		f.phNames[name] = true
+		f.phNorm[underscoreToDash(name)] = true
 		f.phField[name] = cfg.PrincipalHeaders[h]
 		f.phOrder = append(f.phOrder, name)
 	}
@@ -248,7 +252,15 @@ func (f *envoyFlow) decide(ctx context.Context, req *authv3.CheckRequest, ev *en
 	}
 	ev.Revision = ps.Revision
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
-	f.stripPrincipalHeaders(httpReq)
+	if name := f.stripPrincipalHeaders(httpReq); name != "" {
+		// Upstreams that read x_user and x-user as one header would take
+		// the client's copy for the verified one: refuse the request.
+		ev.DecisionID = f.a.ids.next()
+		ev.badRequest = true
+		reason := "header " + strconvQuote(name) + " imitates a principal header"
+		ev.Reasons = []string{"bad request: " + reason}
+		return deniedWith(codes.PermissionDenied, typev3.StatusCode_BadRequest, reason, reason, nil, ev.DecisionID), nil
+	}
 
 	cred, err := f.credential(httpReq)
 	if err == nil {
@@ -396,21 +408,48 @@ func (f *envoyFlow) ttl(id *resolved, reads *rego.InputReads, res *envoyResult) 
 }
 
 // stripPrincipalHeaders removes client-sent copies of the principal
-// headers from the request before anything reads it.
-func (f *envoyFlow) stripPrincipalHeaders(h *authv3.AttributeContext_HttpRequest) {
+// headers from the request before anything reads it. It returns the name
+// of a disguised copy (the same name with "_" for "-", as CGI-style
+// upstreams read it), which the caller refuses, or "".
+func (f *envoyFlow) stripPrincipalHeaders(h *authv3.AttributeContext_HttpRequest) (disguised string) {
 	if len(f.phNames) == 0 || h == nil {
-		return
+		return ""
 	}
 	for name := range h.Headers {
-		if f.phNames[strings.ToLower(name)] {
+		if lower := strings.ToLower(name); f.phNames[lower] {
 			delete(h.Headers, name)
+		} else if f.phNorm[underscoreToDash(lower)] {
+			disguised = name
 		}
 	}
 	if hm := h.GetHeaderMap(); hm != nil {
 		hm.Headers = slices.DeleteFunc(hm.Headers, func(hv *corev3.HeaderValue) bool {
-			return f.phNames[strings.ToLower(hv.GetKey())]
+			lower := strings.ToLower(hv.GetKey())
+			if f.phNames[lower] {
+				return true
+			}
+			if f.phNorm[underscoreToDash(lower)] {
+				disguised = hv.GetKey()
+			}
+			return false
 		})
 	}
+	return disguised
+}
+
+func underscoreToDash(s string) string {
+	if strings.IndexByte(s, '_') < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "_", "-")
+}
+
+// strconvQuote quotes a client-supplied name for a reason, bounded.
+func strconvQuote(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strconv.Quote(s)
 }
 
 // credential finds the credential in the request headers. Credentials of

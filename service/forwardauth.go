@@ -1,6 +1,8 @@
 package service
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -39,33 +41,57 @@ func (f *envoyFlow) registerHTTP(mux *http.ServeMux) {
 	mux.HandleFunc(EnvoyHTTPPrefix+"/", f.serveEnvoyHTTP)
 }
 
-func firstHeader(r *http.Request, names ...string) string {
+// forwarded returns the one value of an original-request attribute that
+// the proxy passes in any of names (headers that mean the same thing).
+// authzd cannot tell a header the proxy set from a copy the client sent:
+// proxies pass the client's headers on and overwrite only those they are
+// configured to set. Two different values (across names, or one name
+// repeated) mean a client copy survived next to the proxy's, so the
+// request is refused rather than decided on a value the client chose.
+func forwarded(r *http.Request, names ...string) (string, error) {
+	value := ""
 	for _, n := range names {
-		if v := r.Header.Get(n); v != "" {
-			return v
+		for _, v := range r.Header.Values(n) {
+			if v == "" {
+				continue
+			}
+			if value != "" && v != value {
+				return "", fmt.Errorf("conflicting values for %s", strings.Join(names, "/"))
+			}
+			value = v
 		}
 	}
-	return ""
+	return value, nil
 }
 
 func (f *envoyFlow) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
-	method := firstHeader(r, "X-Forwarded-Method", "X-Original-Method")
+	method, err1 := forwarded(r, "X-Forwarded-Method", "X-Original-Method")
+	uri, err2 := forwarded(r, "X-Forwarded-Uri", "X-Original-URI", "X-Original-Url")
+	host, err3 := forwarded(r, "X-Forwarded-Host")
+	scheme, err4 := forwarded(r, "X-Forwarded-Proto")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		f.log.Warn("forward-auth request refused: the original request is ambiguous", "error", err)
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	if method == "" {
 		method = r.Method
 	}
-	uri := firstHeader(r, "X-Forwarded-Uri", "X-Original-URI", "X-Original-Url")
 	if uri == "" {
 		uri = "/"
 	}
-	host := firstHeader(r, "X-Forwarded-Host")
 	if host == "" {
 		host = r.Host
 	}
-	scheme := strings.ToLower(firstHeader(r, "X-Forwarded-Proto"))
+	scheme = strings.ToLower(scheme)
 	if scheme == "" {
 		scheme = "http"
 	}
 	req := f.httpCheckRequest(r, method, host, uri, scheme)
+	if req == nil {
+		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
+		return
+	}
 	resp, err := f.check(r.Context(), req)
 	if err != nil {
 		writeCheckError(w, err)
@@ -91,11 +117,15 @@ func (f *envoyFlow) serveEnvoyHTTP(w http.ResponseWriter, r *http.Request) {
 	if path == "" || path[0] != '/' {
 		path = "/" + path
 	}
-	scheme := strings.ToLower(firstHeader(r, "X-Forwarded-Proto"))
+	scheme := strings.ToLower(r.Header.Get("X-Forwarded-Proto"))
 	if scheme == "" {
 		scheme = "http"
 	}
 	req := f.httpCheckRequest(r, r.Method, r.Host, path, scheme)
+	if req == nil {
+		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
+		return
+	}
 	resp, err := f.check(r.Context(), req)
 	if err != nil {
 		writeCheckError(w, err)
@@ -113,8 +143,11 @@ func (f *envoyFlow) serveEnvoyHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := resp.GetDeniedResponse()
 	code := int(d.GetStatus().GetCode())
-	if code == 0 {
-		code = http.StatusForbidden // a boolean deny: Envoy's default
+	if code < 300 {
+		// A boolean deny (no status): Envoy's default. A policy status
+		// below 300 is refused too: Envoy allows on 200, and Go's server
+		// follows an informational status with a 200.
+		code = http.StatusForbidden
 	}
 	writeDenied(w, d, code)
 }
@@ -145,6 +178,7 @@ func writeCheckError(w http.ResponseWriter, err error) {
 // request: headers lower-cased with repeated values joined by ",", the
 // pseudo-headers, and the body up to max_body_bytes (the content-length
 // header then tells the policy, through truncated_body, that it is cut).
+// It is nil for a longer body of unknown length.
 func (f *envoyFlow) httpCheckRequest(r *http.Request, method, host, uri, scheme string) *authv3.CheckRequest {
 	headers := make(map[string]string, len(r.Header)+4)
 	for k, vs := range r.Header {
@@ -159,7 +193,17 @@ func (f *envoyFlow) httpCheckRequest(r *http.Request, method, host, uri, scheme 
 	headers[":scheme"] = scheme
 	var body []byte
 	if r.Body != nil && f.cfg.MaxBodyBytes > 0 {
-		body, _ = io.ReadAll(io.LimitReader(r.Body, int64(f.cfg.MaxBodyBytes)))
+		body, _ = io.ReadAll(io.LimitReader(r.Body, int64(f.cfg.MaxBodyBytes)+1))
+		if len(body) > f.cfg.MaxBodyBytes {
+			body = body[:f.cfg.MaxBodyBytes]
+			if r.ContentLength < 0 {
+				// A chunked body cut here, with no content-length to
+				// tell the policy (truncated_body): the cut would be
+				// parsed as if it were the whole body. Refused, as
+				// Envoy refuses a body over max_request_bytes (413).
+				return nil
+			}
+		}
 	}
 	// Like Envoy: the query stays in path, query and fragment are empty.
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{

@@ -296,6 +296,16 @@ func splitSigned(r *identity.SignedRequest) (*signedRequest, error) {
 			return nil, fmt.Errorf("header %s is not signed", truncate(textproto.CanonicalMIMEHeaderKey(k)))
 		}
 	}
+	// A front door that does not pass the body on (Envoy without
+	// with_request_body, forward-auth) or cuts it still passes its length.
+	// A signature checked against a body authzd did not see covers
+	// nothing of the body the service gets, so such requests are refused.
+	if cl := headerValues(r.Header, "Content-Length"); len(cl) > 0 {
+		n, err := strconv.ParseInt(strings.TrimSpace(cl[0]), 10, 64)
+		if len(cl) > 1 || err != nil || n != int64(len(r.Body)) {
+			return nil, errors.New("the request body is not all here (Content-Length differs); a signed request body must reach authzd whole")
+		}
+	}
 	bodyHash := sha256Hex(r.Body)
 	switch {
 	case contentSHA == unsignedPayload:
