@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/authzd/authzd/cache"
 	"github.com/authzd/authzd/identity"
+	"github.com/authzd/authzd/identity/awsiam"
 	"github.com/authzd/authzd/rego"
 )
 
@@ -192,6 +194,19 @@ type errorOutcome struct {
 
 // check decides one CheckRequest. It returns a gRPC error only in
 // on_error: grpc_error mode, for evaluations that could not decide.
+// decideSafely turns a panic in the decision into an error outcome, so it
+// is answered like any other failure (a deny by default) rather than a
+// broken stream, which Envoy's failure_mode_allow would let through.
+func (f *envoyFlow) decideSafely(ctx context.Context, req *authv3.CheckRequest, ev *envoyEvent) (resp *authv3.CheckResponse, out *errorOutcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			f.log.Error("panic in envoy check; denying", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			resp, out = nil, &errorOutcome{err: fmt.Errorf("panic: %v", r), reason: "internal error"}
+		}
+	}()
+	return f.decide(ctx, req, ev)
+}
+
 func (f *envoyFlow) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	ev := &envoyEvent{DecisionEvent: DecisionEvent{ResourceType: "http"}}
@@ -200,7 +215,7 @@ func (f *envoyFlow) check(ctx context.Context, req *authv3.CheckRequest) (*authv
 		path, _, _ := strings.Cut(h.GetPath(), "?")
 		ev.Action, ev.ResourceID = h.GetMethod(), path
 	}
-	resp, out := f.decide(ctx, req, ev)
+	resp, out := f.decideSafely(ctx, req, ev)
 	ev.Duration = time.Since(start)
 	if out != nil {
 		f.a.metrics.evalErrors.Inc()
@@ -307,7 +322,12 @@ func (f *envoyFlow) decideFor(ctx context.Context, ps *rego.PolicySet, id *resol
 	ev.Cached = cached
 	ev.DecisionID = f.a.ids.next()
 	if res.allowed {
-		return res.allowResponse(f.principalHeaders(id), f.phNames, ev.DecisionID), nil
+		ph := f.principalHeaders(id)
+		if _, ok := req.GetAttributes().GetRequest().GetHttp().GetHeaders()[proofHeader]; ok {
+			// The upstream must not be able to replay the caller's proof.
+			ph.remove = append(slices.Clip(ph.remove), proofHeader)
+		}
+		return res.allowResponse(ph, f.phNames, ev.DecisionID), nil
 	}
 	ev.Reasons = []string{"denied by policy"}
 	return res.denyResponse(ev.DecisionID), nil
@@ -463,6 +483,13 @@ func (f *envoyFlow) credential(h *authv3.AttributeContext_HttpRequest) (identity
 	rest = strings.TrimSpace(rest)
 	var cred identity.Credential
 	switch {
+	case headers[proofHeader] != "":
+		// An sts:GetCallerIdentity proof (see docs/identity-aws-iam.md).
+		r, err := awsiam.ParseProofHeader(headers[proofHeader])
+		if err != nil {
+			return identity.Credential{Kind: identity.KindAWSSigV4}, identity.Invalid("", "malformed "+proofHeader+" header", err)
+		}
+		cred = identity.Credential{Kind: identity.KindAWSSigV4, Request: r}
 	case strings.EqualFold(scheme, "bearer"):
 		cred = identity.Credential{Kind: identity.KindBearer, Token: rest}
 	case strings.EqualFold(scheme, "aws4-hmac-sha256"):
@@ -485,6 +512,9 @@ func (f *envoyFlow) credential(h *authv3.AttributeContext_HttpRequest) (identity
 	}
 	return cred, nil
 }
+
+// proofHeader carries an AWS STS proof, as Envoy sends header names.
+var proofHeader = strings.ToLower(awsiam.ProofHeader)
 
 // signedRequest rebuilds the client's request for SigV4 verification.
 func signedRequest(h *authv3.AttributeContext_HttpRequest) *identity.SignedRequest {

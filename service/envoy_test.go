@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/authzd/authzd/identity/awsiam"
 	"github.com/authzd/authzd/identity/awsiam/awsiamtest"
 	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/service"
@@ -657,4 +658,43 @@ allow if { input.truncated_body; input.attributes.request.http.method == "PUT" }
 	if c := post("PUT", long); c != 200 {
 		t.Fatalf("truncated_body not set: %d", c)
 	}
+}
+
+// An STS proof in the X-Authzd-Aws-Proof header resolves the principal on
+// the Envoy door, and the header is removed on the way upstream so the
+// upstream cannot replay it.
+func TestEnvoyAWSProofHeader(t *testing.T) {
+	sts := awsiamtest.New(t)
+	cfg := awsConfig(t, sts, 0)
+	pdir := t.TempDir()
+	policy := "package envoy.authz\nallow if input.principal.id == \"arn:aws:iam::123456789012:role/orders-api\"\n"
+	if err := os.WriteFile(filepath.Join(pdir, "p.rego"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Policy = regoConfig(pdir)
+	ts := startServer(t, t.TempDir(), cfg)
+	client := authv3.NewAuthorizationClient(ts.conn)
+
+	proof, err := awsiam.NewProof(context.Background(), awsiamtest.Orders.Creds, awsiam.ProofOptions{Endpoint: sts.URL(), ServerID: awsServerID, Time: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv, err := awsiam.EncodeProofHeader(proof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Check(context.Background(), envoyRequest("GET", "/orders/1", map[string]string{"x-authzd-aws-proof": hv}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, resp, codes.OK)
+	if !slices.Contains(resp.GetOkResponse().GetHeadersToRemove(), "x-authzd-aws-proof") {
+		t.Errorf("the proof header must be removed upstream: %v", resp.GetOkResponse())
+	}
+	// A malformed proof is a bad credential, not an anonymous request.
+	resp, err = client.Check(context.Background(), envoyRequest("GET", "/orders/1", map[string]string{"x-authzd-aws-proof": "%%%"}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, resp, codes.Unauthenticated)
 }
