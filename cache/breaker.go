@@ -1,143 +1,24 @@
 package cache
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "github.com/authzd/authzd/internal/breaker"
 
 // Breaker states.
 const (
-	BreakerClosed   = 0 // calls go through
-	BreakerOpen     = 1 // calls are skipped until the open interval ends
-	BreakerHalfOpen = 2 // one probe call is in flight; others are skipped
+	BreakerClosed   = breaker.Closed   // calls go through
+	BreakerOpen     = breaker.Open     // calls are skipped until the open interval ends
+	BreakerHalfOpen = breaker.HalfOpen // one probe call is in flight; others are skipped
 )
 
-// Breaker is a lock-free circuit breaker: after Failures consecutive errors
-// it opens and skips calls for OpenFor, then lets exactly one probe through.
-// A successful probe closes it; a failed probe opens it again.
-//
-// The hot path (Allow on a closed breaker) is one atomic load.
-type Breaker struct {
-	failures int64
-	openFor  int64 // nanoseconds
-	now      func() time.Time
+// Breaker is a lock-free circuit breaker (internal/breaker, shared with the
+// Redis API-key store): after Failures consecutive errors it opens and
+// skips calls for OpenFor, then lets exactly one probe through.
+type Breaker = breaker.Breaker
 
-	state     atomic.Int32
-	fails     atomic.Int64 // consecutive failures while closed
-	openUntil atomic.Int64 // unix nanoseconds
-
-	skipped, errors, opened atomic.Uint64
-	onChange                atomic.Pointer[func(state int)]
-	lastErr                 atomic.Pointer[string]
-}
+// BreakerStats counts what a breaker saw since creation.
+type BreakerStats = breaker.Stats
 
 // NewBreaker returns a closed breaker.
 func NewBreaker(cfg BreakerConfig) *Breaker {
 	cfg = cfg.WithDefaults()
-	return &Breaker{failures: int64(cfg.Failures), openFor: int64(cfg.OpenFor), now: time.Now}
-}
-
-// OnChange registers f to be called on every state change (for logs). It
-// must not block.
-func (b *Breaker) OnChange(f func(state int)) { b.onChange.Store(&f) }
-
-func (b *Breaker) changed(state int) {
-	if f := b.onChange.Load(); f != nil {
-		(*f)(state)
-	}
-}
-
-// Allow reports whether a call may go to the backend. Every false is
-// counted as a skipped call. A true must be followed by exactly one of
-// Success, Failure or Neutral.
-func (b *Breaker) Allow() bool {
-	switch b.state.Load() {
-	case BreakerClosed:
-		return true
-	case BreakerOpen:
-		if b.now().UnixNano() >= b.openUntil.Load() && b.state.CompareAndSwap(BreakerOpen, BreakerHalfOpen) {
-			b.changed(BreakerHalfOpen)
-			return true // the single probe
-		}
-	}
-	b.skipped.Add(1)
-	return false
-}
-
-// Success records a call that reached the backend and got an answer.
-func (b *Breaker) Success() {
-	if b.fails.Load() != 0 {
-		b.fails.Store(0)
-	}
-	if b.state.Load() == BreakerHalfOpen && b.state.CompareAndSwap(BreakerHalfOpen, BreakerClosed) {
-		b.changed(BreakerClosed)
-	}
-}
-
-// FailureErr is Failure that also remembers err for logs and Stats.
-func (b *Breaker) FailureErr(err error) {
-	if err != nil {
-		s := err.Error()
-		b.lastErr.Store(&s)
-	}
-	b.Failure()
-}
-
-// Failure records a backend error or timeout.
-func (b *Breaker) Failure() {
-	b.errors.Add(1)
-	switch b.state.Load() {
-	case BreakerHalfOpen:
-		b.open(BreakerHalfOpen)
-	case BreakerClosed:
-		if b.fails.Add(1) >= b.failures {
-			b.open(BreakerClosed)
-		}
-	}
-}
-
-// Neutral records a call that ended for a reason that says nothing about
-// the backend (the caller went away). A probe is given back.
-func (b *Breaker) Neutral() {
-	if b.state.Load() == BreakerHalfOpen {
-		b.openUntil.Store(0)
-		if b.state.CompareAndSwap(BreakerHalfOpen, BreakerOpen) {
-			b.changed(BreakerOpen)
-		}
-	}
-}
-
-func (b *Breaker) open(from int32) {
-	b.openUntil.Store(b.now().UnixNano() + b.openFor)
-	if b.state.CompareAndSwap(from, BreakerOpen) {
-		b.fails.Store(0)
-		b.opened.Add(1)
-		b.changed(BreakerOpen)
-	}
-}
-
-// State returns BreakerClosed, BreakerOpen or BreakerHalfOpen.
-func (b *Breaker) State() int { return int(b.state.Load()) }
-
-// BreakerStats counts what the breaker saw since creation.
-type BreakerStats struct {
-	// Skipped is the number of calls not made because the breaker was open.
-	Skipped uint64
-	// Errors is the number of failed calls.
-	Errors uint64
-	// Opened is the number of times the breaker opened.
-	Opened uint64
-	// State is the current state.
-	State int
-	// LastError is the most recent error passed to FailureErr.
-	LastError string
-}
-
-// Stats returns the counters.
-func (b *Breaker) Stats() BreakerStats {
-	st := BreakerStats{Skipped: b.skipped.Load(), Errors: b.errors.Load(), Opened: b.opened.Load(), State: b.State()}
-	if e := b.lastErr.Load(); e != nil {
-		st.LastError = *e
-	}
-	return st
+	return breaker.New(breaker.Config{Failures: cfg.Failures, OpenFor: cfg.OpenFor})
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authzd/authzd/internal/breaker"
 )
 
 // RedisStoreOptions configures a RedisStore.
@@ -25,6 +27,19 @@ type RedisStoreOptions struct {
 	// counter as a safety net), so this only bounds reads while Redis is
 	// unreachable. Default 30s.
 	CacheTTL time.Duration
+	// StaleFor lets a record this replica has already read keep verifying
+	// for this long past CacheTTL while Redis cannot be reached (serve
+	// stale). Revocations seen before the outage still apply; an id never
+	// read stays unavailable. The cost: a revocation written to Redis by
+	// another replica while this one cannot reach Redis (a partition)
+	// reaches this one only when Redis answers again, so a revoked key can
+	// keep working here for up to CacheTTL + StaleFor. 0 disables: copies
+	// are served for CacheTTL at most, as without an outage.
+	StaleFor time.Duration
+	// Breaker configures the breaker around this store's Redis calls, so
+	// lookups during an outage do not each wait for a timeout. Zero fields:
+	// 5 failures, open for 2s.
+	Breaker breaker.Config
 	// NegativeTTL is how long an unknown id is remembered, so a flood of
 	// made-up keys costs one Redis read per id. Creating a key clears it
 	// on every replica. Default 1s.
@@ -70,6 +85,19 @@ type RedisStore struct {
 	lastRev atomic.Int64
 	revSeen atomic.Bool
 
+	breaker *breaker.Breaker
+	// failEpoch counts Redis failures (and lost subscriptions); reconciled
+	// is the failEpoch up to which the revocation counter has been checked
+	// since. While they differ, copies in memory are not trusted as fresh:
+	// every lookup asks Redis, and falls back to its copy only if Redis
+	// does not answer.
+	failEpoch  atomic.Uint64
+	reconciled atomic.Uint64
+	recMu      sync.Mutex // serializes reading the counter and dropping copies
+
+	servedStale, unavailable, reconciles atomic.Uint64
+	staleLogged                          atomic.Bool
+
 	ready     chan struct{}
 	readyOnce sync.Once
 }
@@ -99,12 +127,83 @@ func NewRedisStore(client redis.UniversalClient, opts RedisStoreOptions) *RedisS
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.StaleFor < 0 {
+		opts.StaleFor = 0
+	}
+	if opts.Breaker.Failures <= 0 {
+		opts.Breaker.Failures = 5
+	}
+	if opts.Breaker.OpenFor <= 0 {
+		opts.Breaker.OpenFor = 2 * time.Second
+	}
 	base := opts.Prefix + "{apikeys}:"
-	return &RedisStore{
+	s := &RedisStore{
 		client: client, base: base, idsKey: base + "ids", revKey: base + "revocations",
 		channel: opts.Prefix + "apikeys:changed", opts: opts, now: time.Now,
 		local: make(map[string]localRecord), ready: make(chan struct{}),
+		breaker: breaker.New(opts.Breaker),
 	}
+	log := opts.Logger
+	s.breaker.OnChange(func(state int) {
+		switch state {
+		case breaker.Open:
+			log.Warn("api key store: Redis breaker open; lookups skip Redis", "open_for", opts.Breaker.OpenFor, "error", s.breaker.Stats().LastError)
+		case breaker.Closed:
+			log.Info("api key store: Redis breaker closed")
+		}
+	})
+	return s
+}
+
+// RedisStoreStats counts what the store saw since it was created.
+type RedisStoreStats struct {
+	// Breaker is the breaker around lookups and the revocation poll.
+	Breaker breaker.Stats
+	// ServedStale is the number of lookups answered from a copy in memory
+	// because Redis could not be reached.
+	ServedStale uint64
+	// Unavailable is the number of lookups that failed because Redis could
+	// not be reached and no usable copy was in memory.
+	Unavailable uint64
+	// Reconciles is the number of times the revocation counter was checked
+	// after Redis failed (a recovery), before copies were trusted again.
+	Reconciles uint64
+	// Reconciling reports whether Redis failed since the counter was last
+	// checked: copies in memory are then used only when Redis does not
+	// answer.
+	Reconciling bool
+}
+
+// Stats returns the counters, for metrics.
+func (s *RedisStore) Stats() RedisStoreStats {
+	return RedisStoreStats{
+		Breaker: s.breaker.Stats(), ServedStale: s.servedStale.Load(), Unavailable: s.unavailable.Load(),
+		Reconciles: s.reconciles.Load(), Reconciling: s.suspect(),
+	}
+}
+
+// suspect reports whether Redis failed since the revocation counter was
+// last checked.
+func (s *RedisStore) suspect() bool { return s.failEpoch.Load() != s.reconciled.Load() }
+
+// errBreakerOpen is a Redis call skipped by the breaker.
+var errBreakerOpen = errors.New("redis breaker open")
+
+// done classifies a Redis result for the breaker and reports whether Redis
+// answered.
+func (s *RedisStore) done(ctx context.Context, err error) bool {
+	switch {
+	case err == nil:
+		s.breaker.Success()
+		return true
+	case ctx.Err() != nil:
+		// The caller gave up; that says nothing about Redis.
+		s.breaker.Neutral()
+	default:
+		s.breaker.FailureErr(err)
+		s.failEpoch.Add(1)
+	}
+	return false
 }
 
 func (s *RedisStore) recordKey(id string) string { return s.base + "key:" + id }
@@ -152,20 +251,23 @@ func decodeRecord(id string, fields map[string]string) (*Record, error) {
 
 // Lookup returns the record with id: from memory when this replica read it
 // recently and no revocation happened since, else with one Redis read.
+// When Redis cannot be reached, a copy this replica read before is served
+// for up to CacheTTL + StaleFor; otherwise the lookup fails (unavailable).
 func (s *RedisStore) Lookup(ctx context.Context, id string) (*Record, error) {
 	now := s.now()
 	s.mu.RLock()
 	l, ok := s.local[id]
 	s.mu.RUnlock()
-	if ok && now.Before(l.exp) {
+	suspect := s.suspect()
+	if ok && now.Before(l.exp) && !suspect {
 		if l.rec == nil {
 			return nil, ErrNotFound
 		}
 		return l.rec, nil
 	}
-	fields, err := s.client.HGetAll(ctx, s.recordKey(id)).Result()
+	fields, err := s.fetch(ctx, id, suspect)
 	if err != nil {
-		return nil, fmt.Errorf("api key store: %w", err)
+		return s.fallback(ctx, id, l, ok, now, err)
 	}
 	rec, err := decodeRecord(id, fields)
 	switch {
@@ -179,6 +281,99 @@ func (s *RedisStore) Lookup(ctx context.Context, id string) (*Record, error) {
 	return rec, nil
 }
 
+// fetch reads the record with id. After a Redis failure it reads the
+// revocation counter in the same round trip and reconciles before the
+// answer is used, so a key revoked while this replica could not reach
+// Redis is dropped from memory as soon as Redis answers again.
+func (s *RedisStore) fetch(ctx context.Context, id string, reconcile bool) (map[string]string, error) {
+	if !s.breaker.Allow() {
+		return nil, errBreakerOpen
+	}
+	if !reconcile {
+		fields, err := s.client.HGetAll(ctx, s.recordKey(id)).Result()
+		if !s.done(ctx, err) {
+			return nil, err
+		}
+		return fields, nil
+	}
+	epoch := s.failEpoch.Load()
+	var get *redis.StringCmd
+	var hget *redis.MapStringStringCmd
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, s.revKey)
+		hget = p.HGetAll(ctx, s.recordKey(id))
+		return nil
+	})
+	n, present, err := counterValue(get)
+	if err == nil {
+		err = hget.Err()
+	}
+	if !s.done(ctx, err) {
+		return nil, err
+	}
+	s.observe(n, present, epoch, true)
+	return hget.Val(), nil
+}
+
+// counterValue reads the revocation counter from a GET; present is false
+// when the counter does not exist.
+func counterValue(get *redis.StringCmd) (n int64, present bool, err error) {
+	v, err := get.Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	n, err = strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("api key store: revocation counter %q is not a number", v)
+	}
+	return n, true, nil
+}
+
+// observe takes a reading of the revocation counter made when failEpoch
+// was epoch. Copies are dropped when the counter moved, on the first
+// reading, and, after a failure, when the counter is missing (a Redis that
+// restarted empty cannot be told from one that never saw a revocation).
+// Then failures up to epoch count as reconciled.
+func (s *RedisStore) observe(n int64, present bool, epoch uint64, suspect bool) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	old := s.lastRev.Swap(n)
+	drop := old != n || !s.revSeen.Load() || suspect && !present
+	if drop {
+		s.forgetAll()
+	}
+	s.revSeen.Store(true)
+	if prev := s.reconciled.Load(); epoch > prev {
+		s.reconciled.Store(epoch) // recMu: no other writer
+		s.reconciles.Add(1)
+		s.staleLogged.Store(false)
+		s.opts.Logger.Info("api key store: Redis answers again; revocation counter checked", "dropped_local_copies", drop)
+	}
+}
+
+// fallback answers a lookup Redis did not answer: from a copy this replica
+// read before, within CacheTTL + StaleFor, else unavailable.
+func (s *RedisStore) fallback(ctx context.Context, id string, l localRecord, ok bool, now time.Time, cause error) (*Record, error) {
+	if ok && ctx.Err() == nil {
+		if l.rec != nil && now.Before(l.exp.Add(s.opts.StaleFor)) {
+			s.servedStale.Add(1)
+			if s.staleLogged.CompareAndSwap(false, true) {
+				s.opts.Logger.Warn("api key store: Redis unreachable; serving API keys this replica read before from memory",
+					"stale_for", s.opts.StaleFor, "key_id", id, "error", cause)
+			}
+			return l.rec, nil
+		}
+		if l.rec == nil && now.Before(l.exp) {
+			return nil, ErrNotFound
+		}
+	}
+	s.unavailable.Add(1)
+	return nil, fmt.Errorf("api key store: %w", cause)
+}
+
 // maxLocalRecords bounds the in-memory copies, so a flood of made-up key
 // ids (each remembered as unknown) cannot grow memory without limit.
 const maxLocalRecords = 100_000
@@ -188,7 +383,7 @@ func (s *RedisStore) remember(id string, rec *Record, exp time.Time) {
 	if len(s.local) >= maxLocalRecords {
 		now := s.now()
 		for k, l := range s.local {
-			if !now.Before(l.exp) || l.rec == nil {
+			if l.rec == nil || !now.Before(l.exp.Add(s.opts.StaleFor)) {
 				delete(s.local, k)
 			}
 		}
@@ -354,9 +549,11 @@ func (s *RedisStore) Watch(ctx context.Context) {
 					continue
 				}
 				if subscribed {
-					// Messages may have been lost while disconnected.
-					s.opts.Logger.Warn("api key store: resubscribed; dropping cached records")
-					s.forgetAll()
+					// Messages may have been lost while disconnected:
+					// distrust the copies until the counter is checked.
+					s.opts.Logger.Warn("api key store: resubscribed; checking the revocation counter")
+					s.failEpoch.Add(1)
+					s.poll(ctx)
 				}
 				subscribed = true
 				s.readyOnce.Do(func() { close(s.ready) })
@@ -371,25 +568,22 @@ func (s *RedisStore) Watch(ctx context.Context) {
 	}
 }
 
-// poll drops every cached record when the revocation counter moved.
+// poll drops every cached record when the revocation counter moved. It
+// goes through the breaker, so while Redis is down it costs nothing, and it
+// is the probe that finds Redis back when no lookup does.
 func (s *RedisStore) poll(ctx context.Context) {
+	if !s.breaker.Allow() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	v, err := s.client.Get(ctx, s.revKey).Result()
-	if errors.Is(err, redis.Nil) {
-		v, err = "0", nil
-	}
-	if err != nil {
+	epoch := s.failEpoch.Load()
+	suspect := epoch != s.reconciled.Load()
+	n, present, err := counterValue(s.client.Get(ctx, s.revKey))
+	if !s.done(ctx, err) {
 		return
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return
-	}
-	if old := s.lastRev.Swap(n); old != n && s.revSeen.Load() {
-		s.forgetAll()
-	}
-	s.revSeen.Store(true)
+	s.observe(n, present, epoch, suspect)
 }
 
 // validID reports whether id has the shape of a key id (16 lowercase
