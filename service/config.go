@@ -88,6 +88,27 @@ type APIKeysConfig struct {
 	File string `yaml:"file"`
 	// ReloadInterval is how often the file is checked. Default 500ms.
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// Redis tunes store "redis".
+	Redis APIKeysRedisConfig `yaml:"redis"`
+}
+
+// APIKeysRedisConfig tunes the Redis API-key store.
+type APIKeysRedisConfig struct {
+	// StaleFor is how long past its 30s cache lifetime a key this replica
+	// has already verified keeps verifying while Redis cannot be reached
+	// (keys it never saw are denied as unavailable). A revocation made
+	// meanwhile through a replica that still reaches Redis is applied here
+	// only when Redis answers again, so this bounds how long a revoked key
+	// can keep working on a cut-off replica. Unset: 5m; 0 disables.
+	StaleFor *time.Duration `yaml:"stale_for"`
+}
+
+// StaleForOrDefault returns StaleFor, or its default when unset.
+func (c APIKeysRedisConfig) StaleForOrDefault() time.Duration {
+	if c.StaleFor == nil {
+		return DefaultAPIKeyStaleFor
+	}
+	return *c.StaleFor
 }
 
 // CacheConfig configures the decision and identity caches.
@@ -134,6 +155,7 @@ const (
 	DefaultIdentityTTL     = 5 * time.Minute
 	DefaultNegativeTTL     = 10 * time.Second
 	DefaultDecisionTTL     = 60 * time.Second
+	DefaultAPIKeyStaleFor  = 5 * time.Minute
 )
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -217,6 +239,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("identity.api_keys.store: %q is not file or redis", c.Identity.APIKeys.Store)
+	}
+	if c.Identity.APIKeys.Redis.StaleForOrDefault() < 0 {
+		return errors.New("identity.api_keys.redis.stale_for: must not be negative (0 disables serving known keys while Redis is down)")
 	}
 	if err := c.Envoy.Validate(); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/authzd/authzd/identity/apikey"
 	"github.com/authzd/authzd/identity/awsiam"
 	"github.com/authzd/authzd/identity/jwt"
+	"github.com/authzd/authzd/internal/breaker"
 )
 
 // providerSet is what the service builds from IdentityConfig: the chain and
@@ -91,6 +92,9 @@ func OpenRedisKeyStore(cfg Config, log *slog.Logger) (*apikey.RedisStore, func()
 	if err != nil {
 		return nil, nil, fmt.Errorf("identity.api_keys.store: %w", err)
 	}
-	store := apikey.NewRedisStore(client, apikey.RedisStoreOptions{Prefix: rc.KeyPrefix, Logger: log})
+	store := apikey.NewRedisStore(client, apikey.RedisStoreOptions{
+		Prefix: rc.KeyPrefix, Logger: log, StaleFor: cfg.Identity.APIKeys.Redis.StaleForOrDefault(),
+		Breaker: breaker.Config{Failures: rc.Breaker.Failures, OpenFor: rc.Breaker.OpenFor},
+	})
 	return store, func() { _ = client.Close() }, nil
 }

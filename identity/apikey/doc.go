@@ -11,7 +11,10 @@
 // (RedisStore), shared by every replica, where a revocation reaches every
 // replica through pub/sub and a polled revocation counter within about a
 // second. A Redis holding keys must persist its data (appendonly yes): a
-// restart without persistence loses every key.
+// restart without persistence loses every key. While Redis is down, keys
+// this replica has read keep verifying for a bounded time (StaleFor) and
+// others are unavailable; revocations made meanwhile are applied as soon as
+// Redis answers again.
 //
 // apikey must not import the cache, rego or service packages.
 package apikey

@@ -68,9 +68,17 @@ type RedisStoreOptions struct {
 // Each replica keeps records it has read in memory. A revocation is a write
 // to Redis, an INCR of the counter and a message on the channel: every
 // replica drops that record on the message, and drops all records when it
-// sees the counter move (polled every second) or when its subscription is
-// re-established, so a revocation is seen everywhere within about a second
-// even if a message is lost.
+// sees the counter move (polled every second), so a revocation is seen
+// everywhere within about a second even if a message is lost.
+//
+// When Redis fails (a lookup or the poll errs, or the subscription is
+// re-established), a breaker stops lookups from each waiting for a
+// timeout, and the copies in memory stop counting as fresh: each lookup
+// asks Redis first and uses its copy only when Redis does not answer, for
+// up to CacheTTL + StaleFor after the record was read. An id this replica
+// never read is unavailable. The first Redis answer after a failure reads
+// the revocation counter with it; if the counter moved (or is missing),
+// every copy is dropped before any is used again.
 type RedisStore struct {
 	client  redis.UniversalClient
 	base    string
