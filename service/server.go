@@ -73,6 +73,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		metrics: newMetrics(), health: health.NewServer(), mux: http.NewServeMux(),
 	}
 	s.metrics.watchEngine(engine)
+	if providers.redisKeys != nil {
+		registerAPIKeyStoreMetrics(s.metrics.reg, providers.redisKeys)
+	}
 	s.auth = newAuthorizer(cfg, engine, providers.chain, log, s.metrics)
 	if cfg.Cache.Redis.Enabled() {
 		rt, err := newRedisTier(cfg.Cache.Redis, s.auth, cfg.Cache.Memory, log, s.metrics)
