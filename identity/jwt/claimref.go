@@ -1,7 +1,6 @@
 package jwt
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -30,12 +29,10 @@ type claimRef struct {
 	path []string
 }
 
-// parseClaimRef compiles a claim reference.
+// parseClaimRef compiles a claim reference. Anything not beginning with
+// "/" (even "") is a top-level name, exactly as before pointers existed.
 func parseClaimRef(s string) (claimRef, error) {
-	if s == "" {
-		return claimRef{}, errors.New("empty claim name")
-	}
-	if s[0] != '/' {
+	if s == "" || s[0] != '/' {
 		return claimRef{name: s}, nil
 	}
 	path, err := parsePointer(s)
