@@ -310,3 +310,32 @@ func FuzzParsePointer(f *testing.F) {
 		}
 	})
 }
+
+// The keycloak preset checks the client by azp, and a pointer subject
+// that a token lacks is refused, through the full provider.
+func TestKeycloakProviderRejects(t *testing.T) {
+	ti := newIssuer(t, "/realms/acme", pubJWK{kid: "k1", key: "rsa1", alg: "RS256"})
+	p := newProvider(t, ti.client(),
+		IssuerConfig{Name: "keycloak", Preset: PresetKeycloak, Issuer: ti.issuer, ClientIDs: []string{"orders-api"},
+			Claims: ClaimMapping{Subject: "/ext/uid"}})
+	tok := func(edit map[string]any) string {
+		c := keycloakClaims(ti, time.Now().Unix())
+		c["ext"] = map[string]any{"uid": "u-7"}
+		for k, v := range edit {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+		return ti.token(t, "rsa1", "k1", "RS256", c)
+	}
+	if pr := mustResolve(t, p, tok(nil)); pr.Subject != "u-7" || !slices.Contains(pr.Groups, "offline_access") {
+		t.Fatalf("principal %+v; want subject u-7 and realm roles", pr)
+	}
+	mustReject(t, p, tok(map[string]any{"azp": "other-client"}), "token client is not accepted")
+	// aud alone does not name the client for keycloak.
+	mustReject(t, p, tok(map[string]any{"azp": nil, "aud": "orders-api"}), "token names no client")
+	mustReject(t, p, tok(map[string]any{"ext": map[string]any{"name": "x"}}), "token has no subject")
+	mustReject(t, p, tok(map[string]any{"ext": "u-7"}), "token has no subject")
+}

@@ -15,6 +15,7 @@ func TestPresetDefaults(t *testing.T) {
 			Claims: ClaimMapping{Groups: []string{"https://example.com/roles"}}},
 		{Name: "g", Issuer: "https://idp.example.com", Audiences: []string{"api"}},
 		{Name: "h", Issuer: "hs", Audiences: []string{"api"}, HMACSecret: strings.Repeat("s", 32)},
+		{Name: "k", Preset: PresetKeycloak, Issuer: "https://sso.example.com/realms/acme", ClientIDs: []string{"app"}},
 	}}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -34,6 +35,10 @@ func TestPresetDefaults(t *testing.T) {
 	if a := cfg.Issuers[2]; !slices.Equal(a.Claims.Groups, []string{"https://example.com/roles"}) ||
 		!slices.Contains(a.Claims.Copy, "permissions") {
 		t.Errorf("auth0: explicit groups must win over the preset, permissions copied: %+v", a.Claims)
+	}
+	if k := cfg.Issuers[5]; !slices.Equal(k.Claims.Groups, []string{"/realm_access/roles", "groups"}) ||
+		!slices.Equal(k.Claims.Scopes, []string{"scope"}) || !slices.Equal(k.Algorithms, DefaultAlgorithms) {
+		t.Errorf("keycloak defaults: %+v", k)
 	}
 	if g := cfg.Issuers[3]; !slices.Equal(g.Algorithms, DefaultAlgorithms) {
 		t.Errorf("default algorithms %v", g.Algorithms)
