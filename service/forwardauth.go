@@ -87,20 +87,12 @@ func (f *envoyFlow) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 	if scheme == "" {
 		scheme = "http"
 	}
-	req := f.httpCheckRequest(r, method, host, uri, scheme)
-	if req == nil {
-		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
-		return
-	}
-	resp, err := f.check(r.Context(), req)
-	if err != nil {
-		writeCheckError(w, err)
+	resp, ok := f.checkHTTP(w, r, method, host, uri, scheme)
+	if !ok {
 		return
 	}
 	if ok := resp.GetOkResponse(); resp.GetStatus().GetCode() == int32(codes.OK) {
-		for _, h := range ok.GetHeaders() {
-			w.Header().Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
-		}
+		setHeaders(w, ok.GetHeaders())
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -112,6 +104,30 @@ func (f *envoyFlow) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 	writeDenied(w, d, code)
 }
 
+// checkHTTP runs the flow for an HTTP front door. It answers the requests
+// it cannot decide (body of unknown length over the limit, errors) itself
+// and reports false for them.
+func (f *envoyFlow) checkHTTP(w http.ResponseWriter, r *http.Request, method, host, uri, scheme string) (*authv3.CheckResponse, bool) {
+	req := f.httpCheckRequest(r, method, host, uri, scheme)
+	if req == nil {
+		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
+		return nil, false
+	}
+	resp, err := f.check(r.Context(), req)
+	if err != nil {
+		writeCheckError(w, err)
+		return nil, false
+	}
+	return resp, true
+}
+
+// setHeaders copies the headers of an allow to the HTTP answer.
+func setHeaders(w http.ResponseWriter, hs []*corev3.HeaderValueOption) {
+	for _, h := range hs {
+		w.Header().Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+	}
+}
+
 func (f *envoyFlow) serveEnvoyHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.RequestURI(), EnvoyHTTPPrefix)
 	if path == "" || path[0] != '/' {
@@ -121,20 +137,12 @@ func (f *envoyFlow) serveEnvoyHTTP(w http.ResponseWriter, r *http.Request) {
 	if scheme == "" {
 		scheme = "http"
 	}
-	req := f.httpCheckRequest(r, r.Method, r.Host, path, scheme)
-	if req == nil {
-		http.Error(w, "request body larger than max_body_bytes and of unknown length", http.StatusRequestEntityTooLarge)
-		return
-	}
-	resp, err := f.check(r.Context(), req)
-	if err != nil {
-		writeCheckError(w, err)
+	resp, ok := f.checkHTTP(w, r, r.Method, r.Host, path, scheme)
+	if !ok {
 		return
 	}
 	if ok := resp.GetOkResponse(); resp.GetStatus().GetCode() == int32(codes.OK) {
-		for _, h := range ok.GetHeaders() {
-			w.Header().Set(h.GetHeader().GetKey(), h.GetHeader().GetValue())
-		}
+		setHeaders(w, ok.GetHeaders())
 		if rm := ok.GetHeadersToRemove(); len(rm) > 0 {
 			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(rm, ","))
 		}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/authzd/authzd/identity"
+	"github.com/authzd/authzd/internal/atomicfile"
 	"github.com/authzd/authzd/internal/filewatch"
 )
 
@@ -115,23 +115,7 @@ func WriteFile(path string, f *File) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".apikeys-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append([]byte("# authzd API keys: hashes only. Manage with `authzd apikey`.\n"), b...)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, append([]byte("# authzd API keys: hashes only. Manage with `authzd apikey`.\n"), b...), 0o600)
 }
 
 // FileStore serves records from a YAML key file and reloads it when it
