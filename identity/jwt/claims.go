@@ -161,7 +161,7 @@ func (is *issuer) principal(o *fastjson.Object, now time.Time) (*identity.Princi
 			return nil, reject("token lacks required claim "+strconvQuote(name), nil)
 		}
 	}
-	sub := stringClaim(o, cfg.Claims.Subject)
+	sub := stringValue(is.refs.subject.get(o))
 	if sub == "" {
 		return nil, reject("token has no subject", nil)
 	}
@@ -174,30 +174,35 @@ func (is *issuer) principal(o *fastjson.Object, now time.Time) (*identity.Princi
 		Type:      "jwt",
 		ExpiresAt: time.Unix(int64(exp), 0),
 	}
-	for _, name := range cfg.Claims.Groups {
-		pr.Groups = appendStrings(pr.Groups, o.Get(name), false)
+	for i := range is.refs.groups {
+		pr.Groups = appendStrings(pr.Groups, is.refs.groups[i].get(o), false)
 	}
 	pr.Groups = dedupe(pr.Groups)
-	for _, name := range cfg.Claims.Scopes {
-		pr.Scopes = appendStrings(pr.Scopes, o.Get(name), true)
+	for i := range is.refs.scopes {
+		pr.Scopes = appendStrings(pr.Scopes, is.refs.scopes[i].get(o), true)
 	}
 	pr.Scopes = dedupe(pr.Scopes)
-	for _, name := range cfg.Claims.Copy {
-		v := o.Get(name)
+	for i := range is.refs.copy {
+		c := &is.refs.copy[i]
+		v := c.ref.get(o)
 		if v == nil {
 			continue
 		}
 		if pr.Claims == nil {
-			pr.Claims = make(map[string]any, len(cfg.Claims.Copy))
+			pr.Claims = make(map[string]any, len(is.refs.copy))
 		}
-		pr.Claims[name] = toAny(v)
+		pr.Claims[c.name] = toAny(v)
 	}
 	return pr, nil
 }
 
 // stringClaim returns a string claim, or "" when absent or not a string.
 func stringClaim(o *fastjson.Object, name string) string {
-	v := o.Get(name)
+	return stringValue(o.Get(name))
+}
+
+// stringValue returns v's string, or "" when v is nil or not a string.
+func stringValue(v *fastjson.Value) string {
 	if v == nil {
 		return ""
 	}

@@ -31,7 +31,7 @@ type IssuerConfig struct {
 	// logs. Required, unique.
 	Name string `yaml:"name"`
 	// Preset sets the claim mapping and checks a vendor needs: oidc
-	// (default), cognito, auth0, okta, onelogin, fusionauth.
+	// (default), cognito, auth0, okta, onelogin, fusionauth, keycloak.
 	Preset string `yaml:"preset"`
 	// Issuer must equal the token's iss claim exactly. The cognito preset
 	// derives it from cognito.region and cognito.user_pool_id.
@@ -41,8 +41,8 @@ type IssuerConfig struct {
 	Audiences StringList `yaml:"audiences"`
 	// ClientIDs: when set, the client the token was issued to must be one of
 	// them. Which claim names the client depends on the preset: cognito
-	// client_id (access) or aud (id), okta cid, auth0 azp, fusionauth
-	// applicationId, otherwise client_id, azp or aud.
+	// client_id (access) or aud (id), okta cid, auth0 and keycloak azp,
+	// fusionauth applicationId, otherwise client_id, azp or aud.
 	ClientIDs StringList `yaml:"client_ids"`
 	// Algorithms allowed for this issuer. Default RS256, RS384, RS512,
 	// PS256, ES256, ES384, EdDSA (the cognito and okta presets: RS256).
@@ -86,9 +86,14 @@ type IssuerConfig struct {
 	FetchTimeout time.Duration `yaml:"fetch_timeout"`
 }
 
-// ClaimMapping says which claims become which principal fields. Claim
-// names are literal (Auth0 namespaced claims such as
-// "https://example.com/roles" contain dots and slashes).
+// ClaimMapping says which claims become which principal fields. Each entry
+// is a claim reference: a top-level claim name, taken literally (Auth0
+// namespaced claims such as "https://example.com/roles" contain dots and
+// slashes, Cognito's "cognito:groups" a colon), or, beginning with "/", a
+// JSON pointer (RFC 6901) to a nested claim, e.g. "/realm_access/roles"
+// or "/resource_access/my-client/roles" ("~1" escapes "/", "~0" "~").
+// A claim that is absent, or a pointer that runs into a non-object, maps
+// to nothing.
 type ClaimMapping struct {
 	// Subject is the claim holding the subject. Default "sub".
 	Subject string `yaml:"subject"`
@@ -98,7 +103,9 @@ type ClaimMapping struct {
 	// Scopes are claims whose values (a space-separated string or an array
 	// of strings) become principal.scopes.
 	Scopes StringList `yaml:"scopes"`
-	// Copy lists claims copied as they are into principal.claims.
+	// Copy lists claims copied as they are into principal.claims: a
+	// top-level claim under its own name, a pointer under its last segment
+	// ("/realm_access/roles" as "roles"), or "alias=/pointer" under alias.
 	Copy StringList `yaml:"copy"`
 }
 
@@ -147,6 +154,7 @@ const (
 	PresetOkta       = "okta"
 	PresetOneLogin   = "onelogin"
 	PresetFusionAuth = "fusionauth"
+	PresetKeycloak   = "keycloak"
 )
 
 // Defaults.
@@ -196,6 +204,14 @@ var presets = map[string]struct {
 		claims: ClaimMapping{Subject: "sub", Groups: []string{"roles"}, Scopes: []string{"scope"},
 			Copy: []string{"applicationId", "tid", "authenticationType"}},
 		clientClaims: []string{"applicationId"},
+	},
+	// Keycloak puts realm roles in realm_access.roles and, with a group
+	// mapper, group paths in groups; azp is the client the token was
+	// issued to (aud is often just "account").
+	PresetKeycloak: {
+		claims: ClaimMapping{Subject: "sub", Groups: []string{"/realm_access/roles", "groups"}, Scopes: []string{"scope"},
+			Copy: []string{"azp", "preferred_username"}},
+		clientClaims: []string{"azp"},
 	},
 }
 
@@ -317,7 +333,7 @@ func (c Config) ValidateAt(prefix string) error {
 		}
 		p, ok := presets[ic.Preset]
 		if !ok {
-			bad(k("preset"), "unknown preset %q (want oidc, cognito, auth0, okta, onelogin or fusionauth)", ic.Preset)
+			bad(k("preset"), "unknown preset %q (want oidc, cognito, auth0, okta, onelogin, fusionauth or keycloak)", ic.Preset)
 			continue
 		}
 		_ = p
@@ -393,6 +409,7 @@ func (c Config) ValidateAt(prefix string) error {
 		if ic.Claims.Subject == "" {
 			bad(k("claims.subject"), "required")
 		}
+		ic.Claims.compile(func(key, format string, args ...any) { bad(k(key), format, args...) })
 		for _, ty := range ic.Types {
 			if normType(ty) == "" {
 				bad(k("types"), "empty type")

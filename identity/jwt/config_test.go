@@ -15,6 +15,7 @@ func TestPresetDefaults(t *testing.T) {
 			Claims: ClaimMapping{Groups: []string{"https://example.com/roles"}}},
 		{Name: "g", Issuer: "https://idp.example.com", Audiences: []string{"api"}},
 		{Name: "h", Issuer: "hs", Audiences: []string{"api"}, HMACSecret: strings.Repeat("s", 32)},
+		{Name: "k", Preset: PresetKeycloak, Issuer: "https://sso.example.com/realms/acme", ClientIDs: []string{"app"}},
 	}}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -34,6 +35,10 @@ func TestPresetDefaults(t *testing.T) {
 	if a := cfg.Issuers[2]; !slices.Equal(a.Claims.Groups, []string{"https://example.com/roles"}) ||
 		!slices.Contains(a.Claims.Copy, "permissions") {
 		t.Errorf("auth0: explicit groups must win over the preset, permissions copied: %+v", a.Claims)
+	}
+	if k := cfg.Issuers[5]; !slices.Equal(k.Claims.Groups, []string{"/realm_access/roles", "groups"}) ||
+		!slices.Equal(k.Claims.Scopes, []string{"scope"}) || !slices.Equal(k.Algorithms, DefaultAlgorithms) {
+		t.Errorf("keycloak defaults: %+v", k)
 	}
 	if g := cfg.Issuers[3]; !slices.Equal(g.Algorithms, DefaultAlgorithms) {
 		t.Errorf("default algorithms %v", g.Algorithms)
@@ -58,7 +63,17 @@ func TestValidateNamesTheKey(t *testing.T) {
 		{"duplicate issuer", IssuerConfig{Name: "b", Issuer: "https://idp.example.com", Audiences: []string{"a"}}, "issuers[1].issuer"},
 		{"no issuer", IssuerConfig{Name: "b", Audiences: []string{"a"}}, "issuers[1].issuer: required"},
 		{"no audience", IssuerConfig{Name: "b", Issuer: "https://x.example.com"}, "issuers[1].audiences"},
-		{"unknown preset", IssuerConfig{Name: "b", Preset: "keycloak", Issuer: "https://x.example.com"}, "issuers[1].preset"},
+		{"unknown preset", IssuerConfig{Name: "b", Preset: "ping", Issuer: "https://x.example.com"}, "issuers[1].preset"},
+		{"bad group pointer", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},
+			Claims: ClaimMapping{Groups: []string{"groups", "/realm_access/~2roles"}}}, "issuers[1].claims.groups[1]: pointer \"/realm_access/~2roles\""},
+		{"bad scope pointer", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},
+			Claims: ClaimMapping{Scopes: []string{"/scope/"}}}, "issuers[1].claims.scopes[0]: pointer \"/scope/\" has an empty segment"},
+		{"bad subject pointer", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},
+			Claims: ClaimMapping{Subject: "/"}}, "issuers[1].claims.subject: pointer \"/\" has an empty segment"},
+		{"bad copy alias pointer", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},
+			Claims: ClaimMapping{Copy: []string{"email", "roles=/a//b"}}}, "issuers[1].claims.copy[1]"},
+		{"copy name collision", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},
+			Claims: ClaimMapping{Copy: []string{"/realm_access/roles", "/resource_access/app/roles"}}}, "issuers[1].claims.copy[1]: \"/resource_access/app/roles\" would be copied under the name \"roles\""},
 		{"HS256 without secret", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},
 			Algorithms: []string{"RS256", "HS256"}}, "issuers[1].algorithms: HS256 needs hmac_secret"},
 		{"short secret", IssuerConfig{Name: "b", Issuer: "https://x.example.com", Audiences: []string{"a"},

@@ -57,8 +57,9 @@ type issuer struct {
 	keys       *keyManager // nil when only HMAC is allowed
 	// clientClaims name the claims compared with client_ids.
 	clientClaims []string
-	tokenUses    []string // cognito only
-	types        []string // normalised accepted typ values
+	tokenUses    []string  // cognito only
+	refs         claimRefs // compiled claim mapping
+	types        []string  // normalised accepted typ values
 }
 
 // startupWait bounds how long New waits for the first key-set fetches.
@@ -106,6 +107,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Provider, error) {
 			is.hmacSecret = []byte(ic.HMACSecret)
 		}
 		is.clientClaims = presets[ic.Preset].clientClaims
+		// Validate has reported any bad reference already.
+		is.refs = ic.Claims.compile(func(string, string, ...any) {})
 		for _, ty := range ic.Types {
 			is.types = append(is.types, normType(ty))
 		}

@@ -256,6 +256,57 @@ func TestVendorTokens(t *testing.T) {
 				}
 			},
 		},
+		{
+			// The preset's own mapping: realm roles plus a groups claim
+			// (added by a group membership mapper), scope, azp.
+			name: "keycloak access token with realm roles and groups",
+			path: "/realms/acme",
+			keys: []pubJWK{{kid: "q1mMJ6TkEwlD0r5pBqZ0V7_7NE8hN9aOiWc8yVMHeJk", key: "rsa1", alg: "RS256"}},
+			cfg: func(ti *testIssuer) IssuerConfig {
+				return IssuerConfig{Name: "keycloak", Preset: PresetKeycloak, Issuer: ti.issuer,
+					ClientIDs: []string{"orders-api"}}
+			},
+			hdr:    map[string]any{"alg": "RS256", "typ": "JWT", "kid": "q1mMJ6TkEwlD0r5pBqZ0V7_7NE8hN9aOiWc8yVMHeJk"},
+			signer: "rsa1",
+			claims: func(ti *testIssuer) map[string]any { return keycloakClaims(ti, now) },
+			want: func(ti *testIssuer) *identity.Principal {
+				return &identity.Principal{
+					ID: "keycloak:f3b1c0de-7a6e-4c3b-9d2f-0123456789ab", Provider: "keycloak", Issuer: ti.issuer,
+					Subject: "f3b1c0de-7a6e-4c3b-9d2f-0123456789ab", Type: "jwt",
+					Groups: []string{"default-roles-acme", "offline_access", "uma_authorization", "/staff", "/staff/ops"},
+					Scopes: []string{"openid", "email", "profile"},
+					Claims: map[string]any{"azp": "orders-api", "preferred_username": "frank"},
+				}
+			},
+		},
+		{
+			// Client roles live under resource_access.<client>.roles.
+			name: "keycloak access token with client roles by pointer",
+			path: "/realms/acme",
+			keys: []pubJWK{{kid: "q1mMJ6TkEwlD0r5pBqZ0V7_7NE8hN9aOiWc8yVMHeJk", key: "rsa1", alg: "RS256"}},
+			cfg: func(ti *testIssuer) IssuerConfig {
+				return IssuerConfig{Name: "keycloak", Preset: PresetKeycloak, Issuer: ti.issuer,
+					Audiences: []string{"account"}, ClientIDs: []string{"orders-api"},
+					Claims: ClaimMapping{Groups: []string{"/resource_access/orders-api/roles"},
+						Copy: []string{"preferred_username", "realm_roles=/realm_access/roles", "/resource_access/account"}}}
+			},
+			hdr:    map[string]any{"alg": "RS256", "typ": "JWT", "kid": "q1mMJ6TkEwlD0r5pBqZ0V7_7NE8hN9aOiWc8yVMHeJk"},
+			signer: "rsa1",
+			claims: func(ti *testIssuer) map[string]any { return keycloakClaims(ti, now) },
+			want: func(ti *testIssuer) *identity.Principal {
+				return &identity.Principal{
+					ID: "keycloak:f3b1c0de-7a6e-4c3b-9d2f-0123456789ab", Provider: "keycloak", Issuer: ti.issuer,
+					Subject: "f3b1c0de-7a6e-4c3b-9d2f-0123456789ab", Type: "jwt",
+					Groups: []string{"orders:write", "orders:read"},
+					Scopes: []string{"openid", "email", "profile"},
+					Claims: map[string]any{
+						"preferred_username": "frank",
+						"realm_roles":        []any{"default-roles-acme", "offline_access", "uma_authorization"},
+						"account":            map[string]any{"roles": []any{"manage-account", "view-profile"}},
+					},
+				}
+			},
+		},
 	}
 	for _, alg := range []struct{ alg, key string }{
 		{"RS256", "rsa1"}, {"RS384", "rsa1"}, {"RS512", "rsa1"}, {"PS256", "rsa2"},
@@ -300,6 +351,34 @@ func TestVendorTokens(t *testing.T) {
 				t.Fatalf("principal (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// keycloakClaims is a Keycloak 26 access token for client orders-api.
+func keycloakClaims(ti *testIssuer, now int64) map[string]any {
+	return map[string]any{
+		"exp":             now + 300,
+		"iat":             now,
+		"auth_time":       now,
+		"jti":             "onrtac:3c1f2a7e-0000-4000-8000-00000000000c",
+		"iss":             ti.issuer,
+		"aud":             "account",
+		"sub":             "f3b1c0de-7a6e-4c3b-9d2f-0123456789ab",
+		"typ":             "Bearer",
+		"azp":             "orders-api",
+		"sid":             "5e2b7c1d-0000-4000-8000-00000000000d",
+		"acr":             "1",
+		"allowed-origins": []string{"https://orders.example.com"},
+		"realm_access":    map[string]any{"roles": []string{"default-roles-acme", "offline_access", "uma_authorization"}},
+		"resource_access": map[string]any{
+			"orders-api": map[string]any{"roles": []string{"orders:write", "orders:read"}},
+			"account":    map[string]any{"roles": []string{"manage-account", "view-profile"}},
+		},
+		"scope":              "openid email profile",
+		"email_verified":     true,
+		"groups":             []string{"/staff", "/staff/ops"},
+		"preferred_username": "frank",
+		"email":              "frank@example.com",
 	}
 }
 
