@@ -38,25 +38,7 @@ type testServer struct {
 // copyQuickstartPolicies copies the shipped quickstart policies into dir.
 func copyQuickstartPolicies(t testing.TB, dir string) string {
 	t.Helper()
-	src := filepath.Join("..", "examples", "quickstart", "policies")
-	dst := filepath.Join(dir, "policies")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
+	return copyDir(t, filepath.Join("..", "examples", "quickstart", "policies"), filepath.Join(dir, "policies"))
 }
 
 // baseConfig is the quickstart configuration pointed at dir, with fast
