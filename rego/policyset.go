@@ -41,11 +41,6 @@ type PolicySet struct {
 	// BundleRevision is the manifest revision of the bundle the set came
 	// from, if the bundle named one. Revision stays the content hash.
 	BundleRevision string
-	// NonDeterministic is true when a module calls a builtin whose result
-	// may change between identical calls (http.send, time.now_ns, rand.*,
-	// ...). Decisions of such a set are cached only when the policy sets a
-	// TTL itself.
-	NonDeterministic bool
 
 	Compiler *ast.Compiler
 	Store    storage.Store
@@ -154,7 +149,6 @@ func compileSet(ctx context.Context, cfg Config, origin string, sources map[stri
 		Revision:         hex.EncodeToString(h.Sum(nil))[:16],
 		LoadedAt:         time.Now(),
 		Files:            names,
-		NonDeterministic: usesNonDeterministicBuiltins(compiler),
 		Compiler:         compiler,
 		Store:            store,
 		decisionQuery:    cfg.DecisionQuery,
@@ -186,40 +180,6 @@ func compileSet(ctx context.Context, cfg Config, origin string, sources map[stri
 func (ps *PolicySet) InputReads(query string) (r *InputReads, ok bool) {
 	r, ok = ps.reads[query]
 	return r, ok
-}
-
-// usesNonDeterministicBuiltins reports whether any module calls a builtin
-// marked non-deterministic by OPA.
-func usesNonDeterministicBuiltins(c *ast.Compiler) bool {
-	found := false
-	for _, m := range c.Modules {
-		ast.WalkExprs(m, func(e *ast.Expr) bool {
-			if found {
-				return true
-			}
-			if e.IsCall() {
-				if b, ok := ast.BuiltinMap[e.Operator().String()]; ok && b.Nondeterministic {
-					found = true
-				}
-			}
-			return false
-		})
-		ast.WalkTerms(m, func(t *ast.Term) bool {
-			if found {
-				return true
-			}
-			if call, ok := t.Value.(ast.Call); ok && len(call) > 0 {
-				if b, ok := ast.BuiltinMap[call[0].String()]; ok && b.Nondeterministic {
-					found = true
-				}
-			}
-			return false
-		})
-		if found {
-			return true
-		}
-	}
-	return false
 }
 
 // Eval evaluates query (which must have been prepared: the decision query

@@ -42,7 +42,7 @@ this is not even rego, and must not be served`)
 	if !d.Allow || d.Reasons[0] != "r" || !d.HasTTL || d.TTL != 5*time.Second || d.Headers["x-a"] != "1" {
 		t.Fatalf("decision = %+v", d)
 	}
-	if ps.NonDeterministic {
+	if r, _ := ps.InputReads(DefaultDecisionQuery); r.NonDeterministic {
 		t.Error("this policy is deterministic")
 	}
 
@@ -89,7 +89,7 @@ func TestNonDeterministicPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !ps.NonDeterministic {
+			if r, _ := ps.InputReads(DefaultDecisionQuery); !r.NonDeterministic {
 				t.Error("must be flagged non-deterministic")
 			}
 		})

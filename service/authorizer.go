@@ -535,7 +535,7 @@ func (a *Authorizer) decide(ctx context.Context, ps *rego.PolicySet, id *resolve
 		if !cd.allow && len(cd.reasons) == 0 {
 			cd.reasons = []string{"denied by policy"}
 		}
-		if ttl := a.decisionTTL(ps, reads, id, d); ttl > 0 {
+		if ttl := a.decisionTTL(reads, id, d); ttl > 0 {
 			a.decCache.Set(ctx, key, cd, ttl)
 		}
 		return cd, nil
@@ -571,15 +571,14 @@ func evalReason(err error) string {
 // shortened by the policy's own ttl_seconds and the credential's expiry.
 // Policies that call non-deterministic builtins are cached only when they
 // set ttl_seconds themselves.
-func (a *Authorizer) decisionTTL(ps *rego.PolicySet, reads *rego.InputReads, id *resolved, d rego.Decision) time.Duration {
+func (a *Authorizer) decisionTTL(reads *rego.InputReads, id *resolved, d rego.Decision) time.Duration {
 	if a.decTTL <= 0 {
 		return 0
 	}
 	ttl := a.decTTL
-	nondet := ps.NonDeterministic
-	if reads != nil {
-		nondet = reads.NonDeterministic // what the decision query can reach
-	}
+	// What the decision query can reach; without an analysis, assume the
+	// worst.
+	nondet := reads == nil || reads.NonDeterministic
 	if d.HasTTL {
 		ttl = min(ttl, d.TTL)
 	} else if nondet {

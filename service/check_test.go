@@ -380,3 +380,47 @@ decision if {
 		})
 	}
 }
+
+// A native decision that can reach a non-deterministic builtin is cached
+// only when the policy sets ttl_seconds itself.
+func TestNonDeterministicNativeDecisions(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy string
+		wantCached   bool
+	}{
+		{"time.now_ns, no ttl", `package authzd
+import rego.v1
+decision if time.now_ns() > 0
+`, false},
+		{"time.now_ns in a helper rule, no ttl", `package authzd
+import rego.v1
+recent if time.now_ns() > 0
+decision if recent
+`, false},
+		{"time.now_ns with ttl_seconds", `package authzd
+import rego.v1
+decision := {"allow": true, "ttl_seconds": 30} if time.now_ns() > 0
+`, true},
+		{"deterministic", `package authzd
+import rego.v1
+decision if input.action == "a"
+`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := baseConfig(t, dir)
+			writeFile(t, filepath.Join(cfg.Policy.Paths[0], "rbac.rego"), tc.policy)
+			ts := startServer(t, dir, cfg)
+			req := &authzdv1.CheckRequest{Action: "a", Resource: doc("1")}
+			for i := range 2 {
+				r, err := ts.client.Check(context.Background(), req)
+				if err != nil || !r.Allowed {
+					t.Fatalf("check %d: %v %v", i, r, err)
+				}
+				if i == 1 && r.Cached != tc.wantCached {
+					t.Errorf("second check cached = %v, want %v", r.Cached, tc.wantCached)
+				}
+			}
+		})
+	}
+}
