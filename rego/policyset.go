@@ -146,15 +146,15 @@ func compileSet(ctx context.Context, cfg Config, origin string, sources map[stri
 
 	store := inmem.NewFromObjectWithOpts(documents, inmem.OptRoundTripOnWrite(false))
 	ps := &PolicySet{
-		Revision:         hex.EncodeToString(h.Sum(nil))[:16],
-		LoadedAt:         time.Now(),
-		Files:            names,
-		Compiler:         compiler,
-		Store:            store,
-		decisionQuery:    cfg.DecisionQuery,
-		prepared:         make(map[string]*oparego.PreparedEvalQuery),
-		reads:            make(map[string]*InputReads),
-		timeout:          cfg.Timeout,
+		Revision:      hex.EncodeToString(h.Sum(nil))[:16],
+		LoadedAt:      time.Now(),
+		Files:         names,
+		Compiler:      compiler,
+		Store:         store,
+		decisionQuery: cfg.DecisionQuery,
+		prepared:      make(map[string]*oparego.PreparedEvalQuery),
+		reads:         make(map[string]*InputReads),
+		timeout:       cfg.Timeout,
 	}
 	for _, q := range append([]string{cfg.DecisionQuery}, cfg.ExtraQueries...) {
 		if q == "" || ps.prepared[q] != nil {
