@@ -58,6 +58,29 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// serveInBackground runs `authzd serve --config cfg` and waits until its
+// gRPC port accepts connections; the channel receives the exit code.
+func serveInBackground(t *testing.T, cfg, grpcAddr string) <-chan int {
+	t.Helper()
+	served := make(chan int, 1)
+	go func() {
+		c, _, _ := runCmd("serve", "--config", cfg)
+		served <- c
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", grpcAddr)
+		if err == nil {
+			c.Close()
+			return served
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestServeCheckAndAPIKeys drives the binary's commands the way the README
 // does: create a key, serve, check allowed and denied, revoke, and stop the
 // server with SIGTERM.
@@ -79,23 +102,7 @@ func TestServeCheckAndAPIKeys(t *testing.T) {
 	policies, _ := filepath.Abs(filepath.Join("..", "..", "examples", "quickstart", "policies"))
 	os.WriteFile(cfg, []byte("listen: "+grpcAddr+"\nhttp_listen: "+httpAddr+"\npolicy:\n  paths: ["+policies+"]\nidentity:\n  api_keys:\n    file: keys.yaml\n    reload_interval: 50ms\n"), 0o644)
 
-	served := make(chan int, 1)
-	go func() {
-		c, _, _ := runCmd("serve", "--config", cfg)
-		served <- c
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", grpcAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	served := serveInBackground(t, cfg, grpcAddr)
 
 	if code, out, errOut := runCmd("check", "--addr", grpcAddr, "--api-key", key, "--action", "documents:write", "--resource", "document:1"); code != 0 || !strings.HasPrefix(out, "allowed") {
 		t.Fatalf("check allowed: exit %d\n%s%s", code, out, errOut)

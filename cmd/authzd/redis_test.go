@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,23 +38,7 @@ func TestRedisAPIKeysAndFlush(t *testing.T) {
 		t.Fatalf("key index in Redis: %d, %v", n, err)
 	}
 
-	served := make(chan int, 1)
-	go func() {
-		c, _, _ := runCmd("serve", "--config", cfg)
-		served <- c
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", grpcAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	served := serveInBackground(t, cfg, grpcAddr)
 	if code, out, errOut := runCmd("check", "--addr", grpcAddr, "--api-key", key, "--action", "documents:read", "--resource", "document:1"); code != 0 || !strings.HasPrefix(out, "allowed") {
 		t.Fatalf("check: exit %d\n%s%s", code, out, errOut)
 	}
