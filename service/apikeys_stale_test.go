@@ -3,9 +3,7 @@ package service_test
 import (
 	"context"
 	"testing"
-	"time"
 
-	"github.com/authzd/authzd/cache"
 	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
 	"github.com/authzd/authzd/internal/redistest"
 	"github.com/authzd/authzd/service"
@@ -19,12 +17,7 @@ func TestRedisAPIKeyServeStale(t *testing.T) {
 	a, _ := redisPair(t, rs.Addr, func(c *service.Config) {
 		c.Identity.APIKeys = service.APIKeysConfig{Store: service.APIKeyStoreRedis}
 	})
-	cfg := service.Config{Cache: service.CacheConfig{Redis: cache.RedisConfig{Addrs: []string{rs.Addr}, KeyPrefix: "e2e:", ReadTimeout: 500 * time.Millisecond}}}
-	store, closeStore, err := service.OpenRedisKeyStore(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeStore()
+	store := openE2EKeyStore(t, rs.Addr)
 	ctx := context.Background()
 	known, _, err := store.Create(ctx, "svc-known", []string{"read"}, 0, "")
 	if err != nil {

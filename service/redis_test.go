@@ -17,6 +17,7 @@ import (
 
 	"github.com/authzd/authzd/cache"
 	authzdv1 "github.com/authzd/authzd/gen/authzd/v1"
+	"github.com/authzd/authzd/identity/apikey"
 	"github.com/authzd/authzd/identity/jwt"
 	"github.com/authzd/authzd/internal/redistest"
 	"github.com/authzd/authzd/service"
@@ -227,6 +228,19 @@ func containsAll(s string, subs ...string) bool {
 	return true
 }
 
+// openE2EKeyStore opens the Redis API-key store the replicas of redisPair
+// share, as an operator's CLI would.
+func openE2EKeyStore(t *testing.T, addr string) *apikey.RedisStore {
+	t.Helper()
+	cfg := service.Config{Cache: service.CacheConfig{Redis: cache.RedisConfig{Addrs: []string{addr}, KeyPrefix: "e2e:", ReadTimeout: 500 * time.Millisecond}}}
+	store, closeStore, err := service.OpenRedisKeyStore(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeStore)
+	return store
+}
+
 // TestRedisAPIKeyRevocation: with API keys in Redis, a key created once
 // works on both replicas, and a revocation is seen by both. The time until
 // the other replica denies is logged (see BENCHMARKS.md); the bound checked
@@ -236,12 +250,7 @@ func TestRedisAPIKeyRevocation(t *testing.T) {
 	a, b := redisPair(t, rs.Addr, func(c *service.Config) {
 		c.Identity.APIKeys = service.APIKeysConfig{Store: service.APIKeyStoreRedis}
 	})
-	cfg := service.Config{Cache: service.CacheConfig{Redis: cache.RedisConfig{Addrs: []string{rs.Addr}, KeyPrefix: "e2e:", ReadTimeout: 500 * time.Millisecond}}}
-	store, closeStore, err := service.OpenRedisKeyStore(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeStore()
+	store := openE2EKeyStore(t, rs.Addr)
 	ctx := context.Background()
 	key, rec, err := store.Create(ctx, "svc-shared", []string{"read"}, 0, "")
 	if err != nil {
