@@ -503,23 +503,11 @@ func (a *Authorizer) decide(ctx context.Context, ps *rego.PolicySet, id *resolve
 	query := ps.DecisionQuery()
 	reads, _ := ps.InputReads(query)
 	var input ast.Value
-	var key cache.Key
 	if reads != nil && !reads.Whole() {
 		input = buildInput(id, args)
-		k, err := readsKey("decision/v2", ps, query, id, reads, input)
-		if err != nil {
-			return nil, err
-		}
-		key = k
-	} else {
-		key = decisionKey(ps.Revision, id.fp, args)
 	}
-	if d, ok := a.decCache.Get(ctx, key); ok {
-		a.metrics.decisionHits.Inc()
-		return a.response(ps, id, d, true), nil
-	}
-	a.metrics.decisionMisses.Inc()
-	d, err := a.evalOnce(ctx, key, func(ctx context.Context) (*cachedDecision, error) {
+	var key cache.Key
+	eval := func(ctx context.Context) (*cachedDecision, error) {
 		in := input
 		if in == nil {
 			in = buildInput(id, args)
@@ -539,7 +527,28 @@ func (a *Authorizer) decide(ctx context.Context, ps *rego.PolicySet, id *resolve
 			a.decCache.Set(ctx, key, cd, ttl)
 		}
 		return cd, nil
-	})
+	}
+
+	var d *cachedDecision
+	var err error
+	if a.decTTL <= 0 {
+		// No decision cache: nothing to key, look up or share.
+		d, err = eval(ctx)
+	} else {
+		if input != nil {
+			if key, err = readsKey("decision/v2", ps, query, id, reads, input); err != nil {
+				return nil, err
+			}
+		} else {
+			key = decisionKey(ps.Revision, id.fp, args)
+		}
+		if cd, ok := a.decCache.Get(ctx, key); ok {
+			a.metrics.decisionHits.Inc()
+			return a.response(ps, id, cd, true), nil
+		}
+		a.metrics.decisionMisses.Inc()
+		d, err = a.evalOnce(ctx, key, eval)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
